@@ -1,0 +1,1 @@
+"""augsearch ops package."""

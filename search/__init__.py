@@ -1,0 +1,1 @@
+"""augsearch search package."""

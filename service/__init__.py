@@ -1,0 +1,1 @@
+"""augsearch service package."""
