@@ -1,0 +1,284 @@
+"""Appliers: the batched per-sample applier and the per-image transform built on it.
+
+Every sample draws its own op, probability outcome and magnitude. Sampling and applying are
+separate (:meth:`BatchAugmenter.sample_params` / :meth:`BatchAugmenter.apply_params`) so the
+batched result can be checked image by image against the same parameters. Applying loops over
+the policy's ops, never over samples: in each op slot all samples that drew a geometric op share
+one affine warp, and each other op runs once on the rows that drew it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, overload
+
+import PIL.Image
+import torch
+from torch import Tensor
+from torchvision.transforms.v2 import functional as tvf
+
+from ops.catalogue import OPS, OpDef
+from ops.functional import warp_affine
+from ops.policy import Policy
+
+#: TrivialAugment draws its magnitude from this many evenly spaced bins (torchvision's default).
+TRIVIAL_BINS = 31
+
+
+@dataclass(frozen=True)
+class SlotParams:
+    """One op slot of every sample.
+
+    Attributes:
+        op_index: (N,) index into :attr:`AugmentParams.ops` of the op each sample drew.
+        apply: (N,) whether the op is applied (the probability outcome).
+        arg: (N,) the op's final argument (signed, in pixels where the range is relative).
+        centre: (N, 2) uniform draws placing ops such as Cutout.
+    """
+
+    op_index: Tensor
+    apply: Tensor
+    arg: Tensor
+    centre: Tensor
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Everything random about one batch, drawn by :meth:`BatchAugmenter.sample_params`.
+
+    Attributes:
+        ops: The op names slot indices refer to.
+        shift: (N, 2) base random-crop offsets (dy, dx) in pixels.
+        flip: (N, 2) base flips (left-right, top-bottom).
+        slots: The op slots, applied in order.
+    """
+
+    ops: tuple[str, ...]
+    shift: Tensor
+    flip: Tensor
+    slots: tuple[SlotParams, ...]
+
+    def select(self, rows: Tensor | slice | int) -> AugmentParams:
+        """Return the parameters of the given samples only."""
+        if isinstance(rows, int):
+            rows = slice(rows, rows + 1)
+        slots = tuple(
+            SlotParams(s.op_index[rows], s.apply[rows], s.arg[rows], s.centre[rows])
+            for s in self.slots
+        )
+        return AugmentParams(self.ops, self.shift[rows], self.flip[rows], slots)
+
+
+class BatchAugmenter:
+    """Apply a policy to (N, C, H, W) uint8 or float batches, independently per sample.
+
+    Args:
+        policy: The policy; its ``base`` crop/flips run first, then its ops.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.ops: tuple[str, ...] = policy.op_set
+        self._defs: tuple[OpDef, ...] = tuple(OPS[name] for name in self.ops)
+        self._tables = self._subpolicy_tables() if policy.kind == "subpolicies" else None
+
+    def _subpolicy_tables(self) -> tuple[Tensor, Tensor, Tensor]:
+        subs = self.policy.sub_policies
+        depth = max(len(sub) for sub in subs)
+        index = torch.zeros(depth, len(subs), dtype=torch.long)
+        prob = torch.zeros(depth, len(subs))  # missing steps of short sub-policies never apply
+        mag = torch.zeros(depth, len(subs))
+        for k, sub in enumerate(subs):
+            for j, step in enumerate(sub):
+                index[j, k] = self.ops.index(step.op)
+                prob[j, k] = step.p
+                mag[j, k] = step.magnitude
+        return index, prob, mag
+
+    @property
+    def num_slots(self) -> int:
+        """How many ops each sample goes through."""
+        if self._tables is not None:
+            return int(self._tables[0].shape[0])
+        return {"randaugment": self.policy.n, "trivialaugment": 1}.get(self.policy.kind, 0)
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """Augment a batch with parameters drawn from ``generator``."""
+        _check_batch(images)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        return self.apply_params(images, self.sample_params(images.shape[0], generator, size))
+
+    def sample_params(
+        self, n: int, generator: torch.Generator, image_size: tuple[int, int]
+    ) -> AugmentParams:
+        """Draw the random parameters of ``n`` samples of size ``image_size`` (height, width)."""
+        if n < 0:
+            raise ValueError(f"n must be non-negative, got {n}")
+        dev = generator.device
+        base = self.policy.base
+        pad = base.crop_padding
+        shift = torch.randint(-pad, pad + 1, (n, 2), generator=generator, device=dev)
+        flip = torch.rand(n, 2, generator=generator, device=dev) < 0.5
+        flip &= torch.tensor([base.hflip, base.vflip], device=dev)
+        # One sub-policy per sample, shared by all of its slots.
+        pick = None
+        if self._tables is not None:
+            pick = torch.randint(self._tables[0].shape[1], (n,), generator=generator, device=dev)
+        slots = tuple(
+            self._sample_slot(j, n, generator, image_size, pick) for j in range(self.num_slots)
+        )
+        return AugmentParams(self.ops, shift, flip, slots)
+
+    def _draw(
+        self, j: int, n: int, gen: torch.Generator, pick: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Draw (op_index, apply, magnitude) of slot ``j`` for ``n`` samples."""
+        dev, policy = gen.device, self.policy
+        if self._tables is not None and pick is not None:
+            index, prob, mag = (t[j].to(dev) for t in self._tables)
+            apply = torch.rand(n, generator=gen, device=dev) < prob[pick]
+            return index[pick], apply, mag[pick]
+        op_index = torch.randint(len(self.ops), (n,), generator=gen, device=dev)
+        apply = torch.rand(n, generator=gen, device=dev) < policy.p
+        if policy.kind == "trivialaugment":
+            bins = torch.randint(TRIVIAL_BINS, (n,), generator=gen, device=dev)
+            return op_index, apply, bins.float() / (TRIVIAL_BINS - 1)
+        noise = torch.randn(n, generator=gen, device=dev) * policy.m_std
+        return op_index, apply, (policy.m + noise).clamp_(0.0, 1.0)
+
+    def _sample_slot(
+        self, j: int, n: int, gen: torch.Generator, image_size: tuple[int, int], pick: Tensor | None
+    ) -> SlotParams:
+        op_index, apply, magnitude = self._draw(j, n, gen, pick)
+        dev = gen.device
+        negative = torch.rand(n, generator=gen, device=dev) < 0.5
+        centre = torch.rand(n, 2, generator=gen, device=dev)
+        height, width = image_size
+        arg = torch.zeros(n, device=dev)
+        for k, op in enumerate(self._defs):
+            if not op.has_magnitude:
+                continue
+            size = {"TranslateY": height, "Cutout": min(height, width)}.get(op.name, width)
+            value = op.magnitude_to_arg(magnitude, wide=self.policy.wide, size=size)
+            if op.signed:
+                value = torch.where(negative, -value, value)
+            arg = torch.where(op_index == k, value, arg)
+        return SlotParams(op_index, apply, arg, centre)
+
+    def apply_params(self, images: Tensor, params: AugmentParams) -> Tensor:
+        """Apply previously drawn parameters; deterministic."""
+        _check_batch(images)
+        if params.ops != self.ops:
+            raise ValueError("params were drawn for another policy's op set")
+        if params.shift.shape[0] != images.shape[0]:
+            raise ValueError(f"params are for {params.shift.shape[0]} samples, not {len(images)}")
+        out = self._apply_base(images, params)
+        for slot in params.slots:
+            out = self._apply_slot(out, slot)
+        return out
+
+    def _apply_base(self, images: Tensor, params: AugmentParams) -> Tensor:
+        base = self.policy.base
+        if not (base.crop_padding or base.hflip or base.vflip):
+            return images
+        dev = images.device
+        shift, flip = params.shift.to(dev, torch.float32), params.flip.to(dev)
+        sign = 1.0 - 2.0 * flip.float()
+        zero = torch.zeros_like(sign[:, 0])
+        # Output x reads input sign * x + shift: a padded crop followed by a flip.
+        row_x = torch.stack((sign[:, 0], zero, shift[:, 1]), dim=-1)
+        row_y = torch.stack((zero, sign[:, 1], shift[:, 0]), dim=-1)
+        return warp_affine(images, torch.stack((row_x, row_y), dim=1))
+
+    def _apply_slot(self, images: Tensor, slot: SlotParams) -> Tensor:
+        dev = images.device
+        op_index, apply = slot.op_index.to(dev), slot.apply.to(dev)
+        arg, centre = slot.arg.to(dev), slot.centre.to(dev)
+        n, _, height, width = images.shape
+        out = images
+        warped = torch.zeros(n, dtype=torch.bool, device=dev)
+        theta = torch.eye(2, 3, device=dev).repeat(n, 1, 1)
+        for k, op in enumerate(self._defs):
+            chosen = apply & (op_index == k)
+            if op.matrix is not None:
+                theta[chosen] = op.matrix(arg[chosen], height, width)
+                warped |= chosen
+                continue
+            if op.name == "Identity":
+                continue
+            rows = chosen.nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            extra = {"centre": centre[rows]} if op.needs_centre else {}
+            result = op.fn(images.index_select(0, rows), arg[rows], **extra)
+            out = _put_rows(out, images, rows, result)
+        rows = warped.nonzero().squeeze(1)
+        if rows.numel():
+            result = warp_affine(images.index_select(0, rows), theta[rows])
+            out = _put_rows(out, images, rows, result)
+        return out
+
+
+def _put_rows(out: Tensor, images: Tensor, rows: Tensor, result: Tensor) -> Tensor:
+    # Copy once per slot, then write in place: the caller's batch is never modified.
+    if out is images:
+        out = images.clone()
+    return out.index_copy_(0, rows, result)
+
+
+def _check_batch(images: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError("images must be a (N, C, H, W) tensor")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+
+
+class PolicyTransform:
+    """Per-image transform for DataLoader pipelines (PIL images or uint8 CHW tensors).
+
+    Runs the batched applier on a batch of one and returns the input's type. The generator is
+    seeded from ``seed`` (or OS entropy) mixed with the DataLoader worker id, so workers draw
+    different but reproducible streams.
+
+    Args:
+        policy: The policy to apply.
+        seed: Seed for reproducible augmentation; None draws one from the OS.
+    """
+
+    def __init__(self, policy: Policy, seed: int | None = None) -> None:
+        self.augmenter = BatchAugmenter(policy)
+        self.seed = seed
+        self._generators: dict[int, torch.Generator] = {}
+
+    def _generator(self) -> torch.Generator:
+        info = torch.utils.data.get_worker_info()
+        worker = -1 if info is None else info.id
+        if worker not in self._generators:
+            gen = torch.Generator()
+            if self.seed is None:
+                gen.seed()
+            else:
+                gen.manual_seed((self.seed * 1_000_003 + worker + 1) % (2**63))
+            self._generators[worker] = gen
+        return self._generators[worker]
+
+    @overload
+    def __call__(self, image: PIL.Image.Image) -> PIL.Image.Image: ...
+    @overload
+    def __call__(self, image: Tensor) -> Tensor: ...
+    def __call__(self, image: Any) -> Any:
+        """Augment one image, returning the same type."""
+        if isinstance(image, PIL.Image.Image):
+            mode = image.mode
+            if mode not in ("L", "RGB"):
+                raise ValueError(f"PIL images must be mode L or RGB, got {mode}")
+            out = self.augmenter(tvf.pil_to_tensor(image).unsqueeze(0), self._generator())
+            return tvf.to_pil_image(out[0], mode=mode)
+        if isinstance(image, Tensor):
+            if image.ndim != 3 or image.dtype != torch.uint8:
+                raise ValueError("tensor images must be uint8 (C, H, W)")
+            return self.augmenter(image.unsqueeze(0), self._generator())[0]
+        raise TypeError(f"expected a PIL image or a uint8 tensor, got {type(image).__name__}")
+
+    def __repr__(self) -> str:
+        return f"PolicyTransform(kind={self.augmenter.policy.kind!r}, seed={self.seed})"

@@ -1,0 +1,246 @@
+"""The versioned policy format (pydantic, strict) and its migrations.
+
+Magnitudes are normalised to [0, 1] everywhere (see :mod:`ops.catalogue`):
+
+* torchvision's bin ``b`` of ``num_bins`` is ``magnitude = b / (num_bins - 1)``; RandAugment(2, 9)
+  with torchvision's default 31 bins is therefore ``m = 0.3``, with ``num_magnitude_bins=11``
+  it is ``m = 0.9``.
+* timm's level ``L`` (``rand-m9``; ``_LEVEL_DENOM = 10``) is ``m = L / 10``, and timm's ``mstd``
+  is ``m_std * 10``. The preset ``randaugment-2-9`` uses the paper's / timm's scale: ``m = 0.9``.
+* Legacy (schema_version 0) AutoAugment tables use bins 0..9: ``magnitude = bin / 9``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ops.catalogue import OPS, STANDARD_OPS, get_op
+
+SCHEMA_VERSION = 1
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+#: timm's default probability of applying each RandAugment op.
+TIMM_DEFAULT_P = 0.5
+
+
+def _known_op(name: str) -> str:
+    if name not in OPS:
+        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(OPS)}")
+    return name
+
+
+class OpStep(BaseModel):
+    """One op of a sub-policy: applied with probability ``p`` at ``magnitude`` in [0, 1]."""
+
+    model_config = _STRICT
+    op: str
+    p: Unit
+    magnitude: Unit = 0.0
+
+    @field_validator("op")
+    @classmethod
+    def _check_op(cls, value: str) -> str:
+        return _known_op(value)
+
+
+class BaseAugment(BaseModel):
+    """Per-sample base augmentation applied before the policy ops.
+
+    Attributes:
+        crop_padding: Random crop after zero-padding by this many pixels (0 disables).
+        hflip: Random left-right flip with probability 0.5.
+        vflip: Random top-bottom flip with probability 0.5.
+    """
+
+    model_config = _STRICT
+    crop_padding: Annotated[int, Field(ge=0, le=512)] = 0
+    hflip: bool = False
+    vflip: bool = False
+
+
+class MixConfig(BaseModel):
+    """Batch-level mixing, applied by :func:`ops.mix.mix_batch`.
+
+    Attributes:
+        mixup_alpha: Beta(alpha, alpha) for MixUp; 0 disables.
+        cutmix_alpha: Beta(alpha, alpha) for CutMix; 0 disables.
+        cutmix_prob: Probability that a sample uses CutMix. With MixUp also on, the other
+            samples use MixUp; with MixUp off, the other samples are not mixed.
+        cutout: Side of the Cutout square: 0 disables, values below 1 are a fraction of the
+            shorter image side, values of 1 or more are pixels.
+        label_smoothing: Smoothing folded into the soft targets.
+    """
+
+    model_config = _STRICT
+    mixup_alpha: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    cutmix_alpha: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    cutmix_prob: Unit = 1.0
+    cutout: Annotated[float, Field(ge=0.0, le=4096.0)] = 0.0
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Whether mixing changes anything at all."""
+        return any((self.mixup_alpha, self.cutmix_alpha, self.cutout, self.label_smoothing))
+
+
+class Policy(BaseModel):
+    """An augmentation policy (schema_version 1).
+
+    Attributes:
+        kind: ``subpolicies`` (one sub-policy drawn per image, each step applied with its
+            ``p``), ``randaugment`` (``n`` ops drawn uniformly from ``ops`` at magnitude ``m``,
+            plus Gaussian noise of std ``m_std``, each applied with probability ``p``),
+            ``trivialaugment`` (one op from ``ops`` at a uniform magnitude bin of 31) or ``none``.
+        ops: Op set of randaugment/trivialaugment; None means :data:`STANDARD_OPS`.
+        wide: Use TrivialAugmentWide's ranges (trivialaugment and randaugment).
+    """
+
+    model_config = _STRICT
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["subpolicies", "randaugment", "trivialaugment", "none"]
+    sub_policies: list[list[OpStep]] = Field(default_factory=list)
+    n: Annotated[int, Field(ge=1, le=16)] = 2
+    m: Unit = 0.9
+    m_std: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    p: Unit = 1.0
+    ops: list[str] | None = None
+    wide: bool = False
+    base: BaseAugment = Field(default_factory=BaseAugment)
+    mix: MixConfig = Field(default_factory=MixConfig)
+
+    @field_validator("ops")
+    @classmethod
+    def _check_ops(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("ops must name at least one op (or be null for the standard set)")
+        for name in value:
+            _known_op(name)
+        if len(set(value)) != len(value):
+            raise ValueError("ops must not repeat an op")
+        return value
+
+    @field_validator("sub_policies")
+    @classmethod
+    def _check_sub_policies(cls, value: list[list[OpStep]]) -> list[list[OpStep]]:
+        for index, sub in enumerate(value):
+            if not sub:
+                raise ValueError(f"sub-policy {index} is empty; give it at least one op")
+        return value
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Policy:
+        if self.kind == "subpolicies" and not self.sub_policies:
+            raise ValueError("sub_policies: kind 'subpolicies' needs at least one sub-policy")
+        if self.kind != "subpolicies" and self.sub_policies:
+            raise ValueError(f"sub_policies: only kind 'subpolicies' takes them, not {self.kind!r}")
+        if self.kind not in ("randaugment", "trivialaugment") and self.ops is not None:
+            raise ValueError(f"ops: kind {self.kind!r} takes no op set")
+        return self
+
+    @property
+    def op_set(self) -> tuple[str, ...]:
+        """The op names this policy can draw, in a fixed order."""
+        if self.kind == "subpolicies":
+            return tuple(dict.fromkeys(step.op for sub in self.sub_policies for step in sub))
+        if self.kind in ("randaugment", "trivialaugment"):
+            return tuple(self.ops) if self.ops is not None else STANDARD_OPS
+        return ()
+
+    @classmethod
+    def from_timm(cls, config: str) -> Policy:
+        """Parse a timm RandAugment string such as ``rand-m9-n2-mstd0.5``.
+
+        Keys: ``m`` (level of 10), ``n``, ``mstd`` (level units), ``p``. Absent ``p`` means
+        timm's default 0.5. The op set is :data:`STANDARD_OPS` with this library's ranges.
+
+        Raises:
+            ValueError: For another transform family, an unknown or unsupported key.
+        """
+        parts = config.strip().split("-")
+        if parts[0] != "rand":
+            raise ValueError(f"timm config {config!r}: only 'rand-...' strings are supported")
+        values: dict[str, Any] = {"kind": "randaugment", "p": TIMM_DEFAULT_P}
+        for part in parts[1:]:
+            match = re.fullmatch(r"([a-z]+)(\d+(?:\.\d+)?)", part)
+            if match is None:
+                raise ValueError(f"timm config {config!r}: cannot read part {part!r}")
+            key, raw = match.groups()
+            if key == "m":
+                values["m"] = float(raw) / 10.0
+            elif key == "n":
+                values["n"] = int(float(raw))
+            elif key == "mstd":
+                if float(raw) > 10:
+                    raise ValueError(f"timm config {config!r}: mstd above 10 is not supported")
+                values["m_std"] = float(raw) / 10.0
+            elif key == "p":
+                values["p"] = float(raw)
+            else:
+                raise ValueError(f"timm config {config!r}: unsupported key {key!r}")
+        return cls.model_validate(values)
+
+    def to_timm(self) -> str:
+        """Write this policy as a timm RandAugment string (see :func:`ops.export.to_timm`)."""
+        from ops.export import to_timm
+
+        return to_timm(self)
+
+    def describe(self) -> list[str]:
+        """Describe the policy in words, one line per sub-policy or setting."""
+        from ops.describe import describe_policy
+
+        return describe_policy(self)
+
+
+def _migrate_v0(data: Any) -> dict[str, Any]:
+    """Schema 0: AutoAugment tuple lists ``[[["Rotate", 0.7, 4], ...], ...]``, bins 0..9."""
+    table = data.get("sub_policies") if isinstance(data, dict) else data
+    if not isinstance(table, list) or not table:
+        raise ValueError("schema_version 0 policies need a non-empty list of sub-policies")
+    subs = []
+    for index, sub in enumerate(table):
+        if not isinstance(sub, list):
+            raise ValueError(f"sub_policies.{index}: expected a list of [op, p, bin] entries")
+        steps = []
+        for entry in sub:
+            if not isinstance(entry, list | tuple) or len(entry) != 3:
+                raise ValueError(f"sub_policies.{index}: bad entry {entry!r}, want [op, p, bin]")
+            name, prob, level = entry
+            get_op(name)
+            magnitude = 0.0 if level is None else float(level) / 9.0
+            if not 0.0 <= magnitude <= 1.0:
+                raise ValueError(f"sub_policies.{index}: bin {level!r} is outside 0..9")
+            steps.append({"op": name, "p": float(prob), "magnitude": magnitude})
+        subs.append(steps)
+    return {"schema_version": 1, "kind": "subpolicies", "sub_policies": subs}
+
+
+def load_policy(data: dict[str, Any] | list[Any] | str | bytes) -> Policy:
+    """Load a policy of any schema version from a dict, a list (schema 0) or JSON text.
+
+    Raises:
+        ValueError: For unreadable JSON or an unknown schema version.
+        pydantic.ValidationError: For an invalid policy (the message names the field).
+    """
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"policy is not valid JSON: {exc}") from exc
+    if isinstance(data, list):
+        data = _migrate_v0(data)
+    elif not isinstance(data, dict):
+        raise ValueError(f"a policy must be a JSON object, got {type(data).__name__}")
+    version = data.get("schema_version", 0 if "kind" not in data else SCHEMA_VERSION)
+    if version == 0:
+        data = _migrate_v0(data)
+    elif version != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version!r} is not supported (latest is 1)")
+    return Policy.model_validate(data)

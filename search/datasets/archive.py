@@ -1,0 +1,182 @@
+"""Safe extraction of an uploaded zip or tar archive of an image folder.
+
+Every member is checked before anything is written: regular files and directories only (no
+symbolic or hard links, devices or FIFOs), relative names without ``..``, a cap on the number
+of entries and on the total size. Extraction streams each member into a fresh, empty temporary
+folder and counts the bytes really written, so a member that lies about its size is caught.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+import fsspec
+
+from search.datasets.dataset import DatasetError
+
+MAX_ENTRIES = 200_000
+MAX_TOTAL_BYTES = 8 * 1024**3
+# A zip member that claims to expand more than this many times its compressed size is a bomb.
+MAX_COMPRESSION_RATIO = 250
+_CHUNK = 1 << 20
+
+
+def _check_name(name: str) -> PurePosixPath:
+    if not name or "\x00" in name:
+        raise DatasetError(f"archive member with an invalid name: {name!r}")
+    normalised = name.replace("\\", "/")
+    pure = PurePosixPath(normalised)
+    if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
+        raise DatasetError(f"archive member with an absolute path: {name!r}")
+    if ".." in pure.parts:
+        raise DatasetError(f"archive member escaping the archive root with '..': {name!r}")
+    return pure
+
+
+def _check_budget(count: int, total: int, max_entries: int, max_bytes: int) -> None:
+    if count > max_entries:
+        raise DatasetError(f"archive has more than {max_entries} entries")
+    if total > max_bytes:
+        raise DatasetError(f"archive expands to more than {max_bytes} bytes")
+
+
+def _copy_counted(src: IO[bytes], dest: Path, limit: int, name: str) -> int:
+    written = 0
+    with open(dest, "xb") as out:
+        while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise DatasetError(f"archive member {name!r} is larger than it declares")
+            out.write(chunk)
+    return written
+
+
+def _target(root: Path, pure: PurePosixPath) -> Path:
+    target = (root / Path(*pure.parts)).resolve()
+    if not target.is_relative_to(root):
+        raise DatasetError(f"archive member resolves outside the extraction folder: {pure}")
+    return target
+
+
+def _extract_zip(archive: zipfile.ZipFile, root: Path, max_entries: int, max_bytes: int) -> None:
+    members = archive.infolist()
+    total = 0
+    for info in members:
+        pure = _check_name(info.filename)
+        # Unix type bits live in the high half; zero means "no type recorded" (a plain file).
+        file_type = stat.S_IFMT(info.external_attr >> 16)
+        if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise DatasetError(f"archive member is not a regular file or folder: {pure}")
+        ratio = info.file_size / max(1, info.compress_size)
+        if info.file_size > 1 << 16 and ratio > MAX_COMPRESSION_RATIO:
+            raise DatasetError(f"archive member {pure} has a suspicious compression ratio")
+        total += info.file_size
+    _check_budget(len(members), total, max_entries, max_bytes)
+    written = 0
+    for info in members:
+        target = _target(root, _check_name(info.filename))
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(info) as src:
+            written += _copy_counted(src, target, info.file_size, info.filename)
+        _check_budget(0, written, max_entries, max_bytes)
+
+
+def _extract_tar(archive: tarfile.TarFile, root: Path, max_entries: int, max_bytes: int) -> None:
+    members = archive.getmembers()
+    total = 0
+    for member in members:
+        pure = _check_name(member.name)
+        if not (member.isreg() or member.isdir()):
+            raise DatasetError(f"archive member is not a regular file or folder: {pure}")
+        total += member.size
+    _check_budget(len(members), total, max_entries, max_bytes)
+    for member in members:
+        target = _target(root, _check_name(member.name))
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = archive.extractfile(member)
+        if src is None:
+            raise DatasetError(f"archive member {member.name!r} cannot be read")
+        with src:
+            _copy_counted(src, target, member.size, member.name)
+
+
+def extract_archive(
+    archive_path: Path,
+    dest: Path,
+    *,
+    max_entries: int = MAX_ENTRIES,
+    max_bytes: int = MAX_TOTAL_BYTES,
+) -> None:
+    """Validate and extract a zip or tar archive into the empty folder ``dest``.
+
+    Raises:
+        DatasetError: an unsafe or oversized member, or a file that is neither zip nor tar.
+    """
+    root = dest.resolve()
+    if any(root.iterdir()):
+        raise DatasetError(f"extraction folder {dest} is not empty")
+    try:
+        if zipfile.is_zipfile(archive_path):
+            with zipfile.ZipFile(archive_path) as zf:
+                _extract_zip(zf, root, max_entries, max_bytes)
+        elif tarfile.is_tarfile(archive_path):
+            with tarfile.open(archive_path, mode="r:*") as tf:
+                _extract_tar(tf, root, max_entries, max_bytes)
+        else:
+            raise DatasetError(f"{archive_path.name} is neither a zip nor a tar archive")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise DatasetError(f"archive {archive_path.name} is damaged: {exc}") from exc
+
+
+def dataset_root(extracted: Path) -> Path:
+    """Descend through single wrapping folders (``data/cat/1.png`` -> ``data``).
+
+    A folder is unwrapped while it holds exactly one visible entry, a folder, and that folder
+    has no files of its own (otherwise it would be a lone class).
+    """
+    root = extracted
+    while True:
+        entries = [e for e in root.iterdir() if not e.name.startswith((".", "__MACOSX"))]
+        if len(entries) != 1 or not entries[0].is_dir():
+            return root
+        if any(child.is_file() for child in entries[0].iterdir()):
+            return root
+        root = entries[0]
+
+
+@contextmanager
+def extracted_archive(path: str) -> Iterator[Path]:
+    """Copy (if remote), validate and extract an archive; yield the image-folder root.
+
+    The temporary folder is removed on exit.
+    """
+    staging = Path(tempfile.mkdtemp(prefix="augsearch-archive-"))
+    try:
+        fs, remote = fsspec.core.url_to_fs(path)
+        if not fs.isfile(remote):
+            raise DatasetError(f"archive {path!r} does not exist")
+        if "file" in fs.protocol:
+            local = Path(remote)
+        else:
+            local = staging / "upload"
+            fs.get_file(remote, str(local))
+        dest = staging / "tree"
+        dest.mkdir()
+        extract_archive(local, dest)
+        yield dataset_root(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,286 @@
+"""The Optuna objective: one trial of a search becomes one training (or one candidate score).
+
+The role comes from the trial's user attrs (``baseline``/``candidate``/``final`` are enqueued
+with their policy; sampled trials are ``search``). Search trials draw their policy from the
+strategy, report per-epoch validation accuracy and may be pruned; baseline, candidate and final
+trials are never pruned. The final trial stores its checkpoint and model card.
+
+The budget of COMPLETE search trials is enforced here, not by a callback: a search trial is
+pruned at its start when the complete plus running ones already fill the budget, and again at
+its end unless it can claim a slot. The end check writes a ``finishing`` flag and then counts
+complete trials plus the other flagged running ones, so with any interleaving at most
+``n_trials`` search trials complete (the later of two racing trials always sees the other).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.artifacts._protocol import ArtifactStore
+from optuna.trial import FrozenTrial, TrialState
+
+from ops.policy import Policy, load_policy
+from search.checkpoints import ModelCard, save_checkpoint, save_model_card
+from search.datasets import ImageDataset, group_split, load_dataset, stratified_split
+from search.lifecycle import CANCELLED, FINALIZING, OPEN, role_of, spec_of
+from search.spec import SearchSpec
+from search.strategies import get_strategy
+from search.trainer import TrainerRecipe, TrainResult, evaluate, train
+
+
+class TrialStopped(RuntimeError):
+    """The trial was stopped from outside (search cancelled, worker terminated)."""
+
+
+@dataclass
+class SearchData:
+    """The splits of one search: reduced training set, validation, full training, held-out."""
+
+    search_train: ImageDataset
+    val: ImageDataset
+    final_train: ImageDataset
+    test: ImageDataset | None
+
+
+def split_for_search(ds: ImageDataset, spec: SearchSpec) -> SearchData:
+    """Split a dataset as the spec asks.
+
+    The held-out part is taken first (by group, e.g. typeface, when the dataset has groups, so
+    the test holds unseen groups); validation is then split from the rest; search trials train
+    on a ``train_size`` subset of the training part, the final training on all of it.
+    """
+    test: ImageDataset | None = None
+    rest = ds
+    if spec.holdout_fraction > 0:
+        if ds.groups is not None:
+            rest, test = group_split(ds, test_fraction=spec.holdout_fraction, seed=spec.seed)
+        else:
+            rest, test = stratified_split(ds, spec.holdout_fraction, seed=spec.seed + 1)
+    final_train, val = stratified_split(rest, spec.val_fraction, seed=spec.seed)
+    search_train = final_train
+    if spec.train_size is not None and spec.train_size < len(final_train):
+        search_train, _ = stratified_split(rest, spec.val_fraction, spec.seed, spec.train_size)
+    return SearchData(search_train, val, final_train, test)
+
+
+def worker_identity() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _recipe(base: TrainerRecipe, overrides: dict[str, Any]) -> TrainerRecipe:
+    return TrainerRecipe.model_validate({**base.model_dump(), **overrides})
+
+
+class Objective:
+    """Callable objective for ``study.optimize`` on a search study.
+
+    Args:
+        artifact_store: where checkpoints go.
+        device: torch device of the trainings.
+        worker: name recorded in the trial's ``worker`` attr (default ``host:pid``).
+        stop_event: when set (e.g. by SIGTERM), the running trial stops after its epoch.
+        data_cache_dir: decoded-dataset cache folder passed to `load_dataset`.
+    """
+
+    def __init__(
+        self,
+        artifact_store: ArtifactStore,
+        *,
+        device: str = "cpu",
+        worker: str | None = None,
+        stop_event: threading.Event | None = None,
+        data_cache_dir: str | None = None,
+    ) -> None:
+        self.artifact_store = artifact_store
+        self.device = device
+        self.worker = worker or worker_identity()
+        self.stop_event = stop_event or threading.Event()
+        self.data_cache_dir = data_cache_dir
+        self._data: dict[str, SearchData] = {}
+        self._fold_models: dict[str, Any] = {}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Run one trial and return its validation accuracy (or candidate score)."""
+        start = time.perf_counter()
+        study = trial.study
+        spec = spec_of(study)
+        role = str(trial.user_attrs.get("role", "search"))
+        trial.set_user_attr("role", role)
+        trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("device", self.device)
+        try:
+            self._check_start(study, trial, spec, role)
+            value = self._run(trial, spec, role)
+            if role == "search":
+                self._claim_slot(study, trial, spec)
+            return value
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        finally:
+            trial.set_user_attr("duration_s", round(time.perf_counter() - start, 3))
+
+    def data(self, spec: SearchSpec) -> SearchData:
+        """The search's splits, decoded once per process."""
+        key = spec.dataset.model_dump_json() + f"|{spec.seed}|{spec.val_fraction}"
+        key += f"|{spec.train_size}|{spec.holdout_fraction}"
+        if key not in self._data:
+            ds = load_dataset(spec.dataset, cache_dir=self.data_cache_dir)
+            self._data[key] = split_for_search(ds, spec)
+        return self._data[key]
+
+    def _check_start(
+        self, study: optuna.Study, trial: optuna.Trial, spec: SearchSpec, role: str
+    ) -> None:
+        state = study.user_attrs.get("state")
+        if state == CANCELLED:
+            raise TrialStopped("search cancelled")
+        if role == "final" and state != FINALIZING:
+            raise optuna.TrialPruned(f"final trial not needed (search is {state})")
+        if role != "search":
+            return
+        if state != OPEN:
+            raise optuna.TrialPruned(f"search is {state}: no more search trials")
+        trials = study.get_trials(deepcopy=False)
+        complete = _count(trials, TrialState.COMPLETE)
+        running = sum(
+            1
+            for t in trials
+            if t.number != trial.number and t.state == TrialState.RUNNING and role_of(t) == "search"
+        )
+        if complete + running >= spec.n_trials:
+            raise optuna.TrialPruned("budget reached: no slot for another search trial")
+
+    def _claim_slot(self, study: optuna.Study, trial: optuna.Trial, spec: SearchSpec) -> None:
+        trial.set_user_attr("finishing", True)
+        trials = study.get_trials(deepcopy=False)
+        complete = _count(trials, TrialState.COMPLETE)
+        flagged = sum(
+            1
+            for t in trials
+            if t.number != trial.number
+            and t.state == TrialState.RUNNING
+            and role_of(t) == "search"
+            and t.user_attrs.get("finishing")
+        )
+        if complete + flagged >= spec.n_trials:
+            raise optuna.TrialPruned("budget filled by other trials while this one ran")
+
+    def _run(self, trial: optuna.Trial, spec: SearchSpec, role: str) -> float:
+        strategy = get_strategy(spec.strategy, spec)
+        if role == "search":
+            policy = strategy.suggest(trial)
+            overrides = strategy.recipe_overrides(trial.params)
+            trial.set_user_attr("recipe_overrides", overrides)
+        else:
+            policy = load_policy(trial.user_attrs["policy"])
+            overrides = dict(trial.user_attrs.get("recipe_overrides") or {})
+        trial.set_user_attr("policy", policy.model_dump(mode="json"))
+        data = self.data(spec)
+        if role == "search" and not strategy.trains_in_search:
+            return self._score_candidate(trial, spec, policy, data)
+        if role == "final":
+            return self._final(trial, spec, policy, _recipe(spec.final, overrides), data)
+        result = self._train(trial, spec, policy, _recipe(spec.recipe, overrides), data, role)
+        return float(result.metrics["val_accuracy"])
+
+    def _score_candidate(
+        self, trial: optuna.Trial, spec: SearchSpec, policy: Policy, data: SearchData
+    ) -> float:
+        from search.fast_autoaugment import FoldModels
+
+        key = f"{trial.study.study_name}|{spec.model_dump_json()}"
+        if key not in self._fold_models:
+            self._fold_models[key] = FoldModels.train(
+                spec, data.search_train, self.device, stop=self._raise_if_stopped
+            )
+        folds: FoldModels = self._fold_models[key]
+        scores = folds.score(policy, self.device, seed=spec.seed + trial.number)
+        trial.set_user_attr("fold_scores", scores)
+        return sum(scores) / len(scores)
+
+    def _raise_if_stopped(self, study: optuna.Study | None = None) -> None:
+        if self.stop_event.is_set():
+            raise TrialStopped("worker terminated")
+        if study is not None and study.user_attrs.get("state") == CANCELLED:
+            raise TrialStopped("search cancelled")
+
+    def _train(
+        self,
+        trial: optuna.Trial,
+        spec: SearchSpec,
+        policy: Policy,
+        recipe: TrainerRecipe,
+        data: SearchData,
+        role: str,
+    ) -> TrainResult:
+        history: list[float] = []
+        train_set = data.final_train if role == "final" else data.search_train
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            accuracy = float(metrics["val_accuracy"])
+            history.append(accuracy)
+            trial.set_user_attr("epochs", history)
+            if role != "final":
+                # Finals train longer with another recipe: their curves would skew the pruner.
+                trial.report(accuracy, epoch)
+            if role == "search" and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}: {accuracy:.4f}")
+            self._raise_if_stopped(trial.study)
+
+        return train(
+            recipe,
+            policy,
+            train_set,
+            data.val,
+            device=self.device,
+            seed=spec.seed,
+            on_epoch=on_epoch,
+        )
+
+    def _final(
+        self,
+        trial: optuna.Trial,
+        spec: SearchSpec,
+        policy: Policy,
+        recipe: TrainerRecipe,
+        data: SearchData,
+    ) -> float:
+        result = self._train(trial, spec, policy, recipe, data, "final")
+        metrics = {"val_accuracy": float(result.metrics["val_accuracy"])}
+        if data.test is not None:
+            test = evaluate(result.model, data.test, self.device, mean=result.mean, std=result.std)
+            metrics["test_accuracy"] = float(test["accuracy"])
+            trial.set_user_attr("test_accuracy", metrics["test_accuracy"])
+        ds = data.final_train
+        card = ModelCard(
+            arch=recipe.arch,
+            num_classes=ds.num_classes,
+            classes=list(ds.classes),
+            in_channels=ds.channels,
+            image_size=ds.image_size,
+            mean=list(result.mean or ds.mean),
+            std=list(result.std or ds.std),
+            policy=policy.model_dump(mode="json"),
+            recipe=recipe.model_dump(mode="json"),
+            metrics=metrics,
+        )
+        artifact_id, sha = save_checkpoint(result.state_dict, card, self.artifact_store, trial)
+        card_id = save_model_card(card, self.artifact_store, trial)
+        trial.set_user_attr("checkpoint", artifact_id)
+        trial.set_user_attr("model_card", card_id)
+        trial.set_user_attr("sha256", sha)
+        return metrics["val_accuracy"]
+
+
+def _count(trials: list[FrozenTrial], state: TrialState) -> int:
+    return sum(1 for t in trials if t.state == state and role_of(t) == "search")

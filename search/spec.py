@@ -1,0 +1,205 @@
+"""The description of one search: data, space, budget, trainer recipes, sampler and baselines.
+
+A `SearchSpec` is what a user submits (through the REST API or `search.run`) and what every
+worker reads back from the study's user attrs, so it is strict (``extra="forbid"``) and every
+number is bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from search.datasets import DatasetSpec
+from search.trainer import TrainerRecipe
+
+StrategyName = Literal["autoaugment", "randaugment", "trivialaugment", "none", "fast-autoaugment"]
+SamplerName = Literal["tpe", "random", "grid", "cmaes"]
+PrunerName = Literal["median", "successive-halving", "hyperband", "none"]
+BaselineName = Literal[
+    "none",
+    "randaugment-2-9",
+    "trivialaugment-wide",
+    "autoaugment-cifar10",
+    "autoaugment-svhn",
+    "autoaugment-imagenet",
+]
+DEFAULT_BASELINES: tuple[BaselineName, ...] = (
+    "none",
+    "randaugment-2-9",
+    "trivialaugment-wide",
+    "autoaugment-cifar10",
+    "autoaugment-svhn",
+    "autoaugment-imagenet",
+)
+# Strategies whose search space has categorical parameters, which CMA-ES cannot model.
+_CATEGORICAL_STRATEGIES = frozenset({"autoaugment", "fast-autoaugment"})
+_SEARCHABLE = frozenset({"autoaugment", "randaugment", "fast-autoaugment"})
+FINAL_EPOCHS_FACTOR = 3
+
+
+class Range(BaseModel):
+    """A closed interval ``[low, high]`` searched for one recipe knob.
+
+    Attributes:
+        low: Lower bound.
+        high: Upper bound (>= low).
+        log: Sample on a log scale (needs low > 0).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: float = Field(ge=0.0, le=10.0)
+    high: float = Field(ge=0.0, le=10.0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class CoSearch(BaseModel):
+    """Recipe knobs searched together with the policy (each optional).
+
+    Attributes:
+        mixup_alpha: MixUp alpha range (written into the policy's ``mix``).
+        label_smoothing: label smoothing range, within [0, 0.5] (written into ``mix``).
+        weight_decay: weight decay range (written into the trainer recipe).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mixup_alpha: Range | None = None
+    label_smoothing: Range | None = None
+    weight_decay: Range | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> CoSearch:
+        if self.label_smoothing is not None and self.label_smoothing.high > 0.5:
+            raise ValueError("label_smoothing range must lie within [0, 0.5]")
+        if self.weight_decay is not None and self.weight_decay.high > 0.1:
+            raise ValueError("weight_decay range must lie within [0, 0.1]")
+        return self
+
+    def knobs(self) -> dict[str, Range]:
+        """The declared knobs by name, in a fixed order."""
+        found = {
+            "mixup_alpha": self.mixup_alpha,
+            "label_smoothing": self.label_smoothing,
+            "weight_decay": self.weight_decay,
+        }
+        return {name: rng for name, rng in found.items() if rng is not None}
+
+
+class FastAutoAugmentOptions(BaseModel):
+    """Settings of the ``fast-autoaugment`` strategy (density matching).
+
+    Attributes:
+        folds: number of folds; one augmentation-free model is trained per fold.
+        top_n: how many best candidate policies are merged into the final policy.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    folds: int = Field(default=2, ge=2, le=10)
+    top_n: int = Field(default=3, ge=1, le=50)
+
+
+class SearchSpec(BaseModel):
+    """Everything that defines a search.
+
+    Attributes:
+        dataset: where the images come from.
+        strategy: the search space (``trivialaugment`` and ``none`` evaluate one fixed policy).
+        n_trials: budget of COMPLETE search trials; baselines and the final training come on
+            top. Pruned and failed trials do not count, so the search runs until ``n_trials``
+            trials have completed.
+        num_sub_policies: K, sub-policies per candidate (autoaugment, fast-autoaugment).
+        recipe: trainer recipe of search and baseline trials.
+        final_recipe: recipe of the final training; defaults to ``recipe`` with
+            ``FINAL_EPOCHS_FACTOR`` times the epochs.
+        val_fraction: share of the (non-held-out) data used for validation.
+        train_size: size of the reduced training subset used by search trials (None: all).
+        holdout_fraction: share held out before anything else and never seen by the search;
+            the final model's accuracy on it is recorded as ``test_accuracy``.
+        sampler: Optuna sampler; ``grid`` needs a finite space, ``cmaes`` a numeric one.
+        pruner: Optuna pruner applied to search trials (never to baselines or the final).
+        seed: seed of splits, samplers and trainings.
+        parallelism: most trials of this search running at once.
+        priority: higher is served first by workers.
+        co_search: recipe knobs searched together with the policy.
+        baselines: preset policies trained as baseline trials.
+        fast_autoaugment: options of the fast-autoaugment strategy.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: DatasetSpec
+    strategy: StrategyName = "autoaugment"
+    n_trials: int = Field(default=20, ge=1, le=10_000)
+    num_sub_policies: int = Field(default=5, ge=1, le=25)
+    recipe: TrainerRecipe = Field(default_factory=TrainerRecipe)
+    final_recipe: TrainerRecipe | None = None
+    val_fraction: float = Field(default=0.2, gt=0.0, le=0.5)
+    train_size: int | None = Field(default=None, ge=10, le=10_000_000)
+    holdout_fraction: float = Field(default=0.0, ge=0.0, le=0.5)
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "median"
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    parallelism: int = Field(default=4, ge=1, le=1024)
+    priority: int = Field(default=0, ge=-100, le=100)
+    co_search: CoSearch = Field(default_factory=CoSearch)
+    baselines: list[BaselineName] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
+    fast_autoaugment: FastAutoAugmentOptions = Field(default_factory=FastAutoAugmentOptions)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> SearchSpec:
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ValueError("baselines must not repeat")
+        if self.strategy not in _SEARCHABLE:
+            if self.n_trials != 1:
+                raise ValueError(
+                    f"n_trials must be 1 for strategy {self.strategy!r}: it has nothing to search"
+                )
+            if self.co_search.knobs():
+                raise ValueError(f"co_search needs a searchable strategy, not {self.strategy!r}")
+        if self.sampler == "cmaes" and self.strategy in _CATEGORICAL_STRATEGIES:
+            raise ValueError(
+                f"sampler 'cmaes' cannot search the categorical space of {self.strategy!r}; "
+                "use 'tpe' or 'random'"
+            )
+        if self.sampler == "grid" and self.strategy != "randaugment":
+            raise ValueError(
+                f"sampler 'grid' needs a finite space; strategy {self.strategy!r} has none "
+                "(only 'randaugment' does)"
+            )
+        if self.sampler == "grid" and self.co_search.knobs():
+            raise ValueError("sampler 'grid' cannot co-search continuous recipe knobs")
+        if self.strategy == "fast-autoaugment" and self.fast_autoaugment.top_n > self.n_trials:
+            raise ValueError(
+                f"fast_autoaugment.top_n ({self.fast_autoaugment.top_n}) exceeds n_trials "
+                f"({self.n_trials})"
+            )
+        if self.final_recipe is None:
+            final = self.recipe.model_copy(
+                update={"epochs": self.recipe.epochs * FINAL_EPOCHS_FACTOR}
+            )
+            object.__setattr__(self, "final_recipe", final)
+        return self
+
+    @property
+    def final(self) -> TrainerRecipe:
+        """The final recipe (always set after validation)."""
+        if self.final_recipe is None:  # pragma: no cover - set by the validator
+            raise RuntimeError("final_recipe is unset")
+        return self.final_recipe
+
+    @property
+    def searchable(self) -> bool:
+        """Whether the strategy has a search space."""
+        return self.strategy in _SEARCHABLE

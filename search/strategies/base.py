@@ -1,0 +1,118 @@
+"""The `Strategy` plug-in point: a search space over augmentation policies."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import BaseTrial, FrozenTrial
+
+from ops.policy import MixConfig, Policy
+
+if TYPE_CHECKING:
+    from search.spec import CoSearch, SearchSpec
+
+#: Prefix of the co-searched recipe knobs' parameter names.
+CO_PREFIX = "co_"
+_MIX_KNOBS = ("mixup_alpha", "label_smoothing")
+
+
+class Strategy(ABC):
+    """A search space over policies, sampled only through ``trial.suggest_*``.
+
+    Contract (checked for every implementation by ``tests/search/test_strategies.py``):
+
+    - ``name`` is the spec's strategy name; ``searchable`` says whether there is anything to
+      search (``False``: one fixed policy, no parameters).
+    - `distributions` is the whole, static parameter space (names -> Optuna distributions).
+      `suggest` draws every parameter of it through ``trial.suggest_*`` and nothing else, so
+      any Optuna sampler (random, TPE, grid, CMA-ES on numeric spaces) can drive it.
+    - `policy_from_params` rebuilds from a trial's ``params`` exactly the policy `suggest`
+      returned for that trial (a stored trial is enough to reproduce its policy).
+    - `recipe_overrides` gives the co-searched recipe knobs (e.g. ``weight_decay``) from params.
+    - `grid` returns a finite grid (param -> values) where the space allows one, else None.
+    - ``trains_in_search`` is False when a search trial's value is not a proxy training's
+      validation accuracy (fast-autoaugment scores candidates without training); such
+      strategies implement `merge`, whose policy is then trained as a ``candidate`` trial.
+
+    Args:
+        spec: the search spec (sub-policy count, co-searched knobs); None for defaults.
+    """
+
+    name: ClassVar[str]
+    searchable: ClassVar[bool]
+    trains_in_search: ClassVar[bool] = True
+
+    def __init__(self, spec: SearchSpec | None = None) -> None:
+        self.spec = spec
+        self.num_sub_policies = spec.num_sub_policies if spec is not None else 5
+        self.co_search: CoSearch | None = spec.co_search if spec is not None else None
+
+    @abstractmethod
+    def policy_distributions(self) -> dict[str, BaseDistribution]:
+        """The policy's own parameters (without co-searched recipe knobs)."""
+
+    @abstractmethod
+    def build_policy(self, params: Mapping[str, Any]) -> Policy:
+        """The policy described by the policy parameters in ``params``."""
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """The whole parameter space, policy and co-searched knobs, in a fixed order."""
+        space = self.policy_distributions()
+        if self.co_search is not None:
+            for knob, rng in self.co_search.knobs().items():
+                space[CO_PREFIX + knob] = FloatDistribution(rng.low, rng.high, log=rng.log)
+        return space
+
+    def suggest(self, trial: BaseTrial) -> Policy:
+        """Draw every parameter through ``trial.suggest_*`` and return the policy."""
+        params: dict[str, Any] = {}
+        for name, dist in self.distributions().items():
+            params[name] = _suggest(trial, name, dist)
+        return self.policy_from_params(params)
+
+    def policy_from_params(self, params: Mapping[str, Any]) -> Policy:
+        """Rebuild the policy of a trial from its params.
+
+        Raises:
+            ValueError: if a parameter of the space is missing.
+        """
+        missing = [name for name in self.distributions() if name not in params]
+        if missing:
+            raise ValueError(f"strategy {self.name!r}: params lack {', '.join(missing)}")
+        policy = self.build_policy(params)
+        mix = {k: float(params[CO_PREFIX + k]) for k in _MIX_KNOBS if CO_PREFIX + k in params}
+        if mix:
+            merged = MixConfig(**{**policy.mix.model_dump(), **mix})
+            policy = policy.model_copy(update={"mix": merged})
+        return policy
+
+    def recipe_overrides(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Trainer-recipe fields set by co-searched knobs (``weight_decay``)."""
+        key = CO_PREFIX + "weight_decay"
+        return {"weight_decay": float(params[key])} if key in params else {}
+
+    def grid(self) -> dict[str, list[Any]] | None:
+        """A finite grid over the whole space, or None if the space is not finite."""
+        return None
+
+    def merge(self, trials: Sequence[FrozenTrial]) -> Policy:
+        """Merge complete search trials into one policy (strategies without training)."""
+        raise NotImplementedError(f"strategy {self.name!r} does not merge candidates")
+
+
+def _suggest(trial: BaseTrial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, list(dist.choices))  # type: ignore[arg-type]
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    raise TypeError(f"unsupported distribution {dist!r} for {name!r}")

@@ -1,0 +1,313 @@
+"""The trial trainer: data on the device, batched augmentation, per-epoch validation."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ops.apply import BatchAugmenter
+from ops.mix import mix_batch
+from ops.policy import Policy
+from search.datasets import ImageDataset, stratified_subset
+from search.models import build_model
+from search.training import optim
+from search.training.evaluation import amp_dtype, autocast, evaluate, normaliser
+from search.training.recipe import TrainerRecipe
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    """What a training returns.
+
+    Attributes:
+        metrics: ``val_accuracy`` and ``val_loss`` (of the best epoch when the recipe restores
+            the best weights, else of the last), ``final_val_accuracy``, ``train_loss`` (last
+            epoch), ``best_epoch``, ``epochs_run``, ``seconds`` (wall time),
+            ``images_per_second`` (training images per second of training-step time) and
+            ``stop_reason`` (``completed``, ``early_stopping`` or ``cancelled``).
+        history: one dict per epoch (``epoch``, ``lr``, ``train_loss``, ``val_accuracy``,
+            ``val_loss``, ``seconds``).
+        state_dict: the returned weights, on the CPU; they reproduce ``val_accuracy``.
+        model: the model holding those weights, on the training device, in eval mode.
+        mean: per-channel normalisation mean the model expects.
+        std: per-channel normalisation std the model expects.
+    """
+
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+    state_dict: dict[str, torch.Tensor]
+    model: nn.Module
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Seed model init and dropout without leaking into the caller's global RNG state.
+
+    On the CPU, deterministic algorithms are switched on for the duration, so a seed gives
+    bit-identical weights.
+    """
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    previous = torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous)
+
+
+def _check_sets(train_set: ImageDataset, val_set: ImageDataset) -> None:
+    if len(train_set) < 2 or len(val_set) < 1:
+        raise ValueError(
+            f"need >= 2 training and >= 1 validation images, got {len(train_set)}, {len(val_set)}"
+        )
+    if train_set.classes != val_set.classes:
+        raise ValueError("training and validation sets have different classes")
+    if train_set.images.shape[1:] != val_set.images.shape[1:]:
+        raise ValueError(
+            f"image shapes differ: {tuple(train_set.images.shape[1:])} vs "
+            f"{tuple(val_set.images.shape[1:])}"
+        )
+
+
+class _Trial:
+    """One training run: model, optimiser, on-device data and the random streams."""
+
+    def __init__(
+        self,
+        recipe: TrainerRecipe,
+        policy: Policy,
+        train_set: ImageDataset,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.recipe, self.device, self.train_set = recipe, device, train_set
+        self.num_classes = train_set.num_classes
+        model = build_model(
+            recipe.arch,
+            self.num_classes,
+            train_set.channels,
+            train_set.image_size,
+            width=recipe.width,
+            dropout=recipe.dropout,
+        ).to(device)
+        self.memory_format = (
+            torch.channels_last if recipe.channels_last else torch.contiguous_format
+        )
+        self.model = model.to(memory_format=self.memory_format)
+        self.optimizer = optim.build_optimizer(self.model, recipe)
+        self.agc_params = optim.agc_parameters(self.model) if recipe.agc_clip else []
+        self.amp = amp_dtype(recipe.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+        self.augment = BatchAugmenter(policy)
+        smoothing = policy.mix.label_smoothing or recipe.label_smoothing
+        self.mix = policy.mix.model_copy(update={"label_smoothing": smoothing})
+        self.mixing = bool(self.mix.mixup_alpha or self.mix.cutmix_alpha or self.mix.cutout)
+        self.normalise = normaliser(train_set.mean, train_set.std, device)
+        # Separate streams: shuffling on the CPU (identical on every device), augmentation
+        # and mixing on the device where the batches live.
+        self.shuffle_gen = torch.Generator().manual_seed(seed)
+        self.aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
+        self.images = train_set.images.to(device)
+        self.labels = train_set.labels.to(device)
+        n, bs = len(train_set), recipe.batch_size
+        # A last batch of one sample would break batch norm: it is dropped.
+        self.steps_per_epoch = max(1, n // bs + (1 if n % bs > 1 else 0))
+        self.total_steps = self.steps_per_epoch * recipe.epochs
+        self.step_count = 0
+
+    def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = self.normalise(self.augment(images, self.aug_gen))
+        if self.mixing:
+            x, targets = mix_batch(x, labels, self.num_classes, self.mix, self.aug_gen)
+        x = x.contiguous(memory_format=self.memory_format)
+        with autocast(self.device, self.amp):
+            logits = self.model(x).float()
+        if self.mixing:
+            return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        return F.cross_entropy(logits, labels, label_smoothing=self.mix.label_smoothing)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        factor = optim.lr_factor(
+            self.recipe, self.step_count, self.total_steps, self.steps_per_epoch
+        )
+        optim.set_lr(self.optimizer, self.recipe.lr * factor)
+        loss = self._loss(images, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.recipe.grad_clip_norm or self.recipe.agc_clip:
+            self.scaler.unscale_(self.optimizer)
+        if self.recipe.agc_clip:
+            optim.adaptive_clip(self.agc_params, self.recipe.agc_clip)
+        if self.recipe.grad_clip_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip_norm)
+        optim.apply_decoupled_decay(self.optimizer)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step_count += 1
+        return loss.detach()
+
+    def train_epoch(self) -> tuple[float, int, float]:
+        """One pass over the shuffled data: (mean loss, images seen, seconds)."""
+        self.model.train()
+        start = time.perf_counter()
+        order = torch.randperm(len(self.train_set), generator=self.shuffle_gen).to(self.device)
+        bs = self.recipe.batch_size
+        total = torch.zeros((), device=self.device)
+        seen = 0
+        for i in range(self.steps_per_epoch):
+            idx = order[i * bs : (i + 1) * bs]
+            total += self._step(self.images[idx], self.labels[idx]) * idx.numel()
+            seen += idx.numel()
+        mean_loss = float(total) / max(1, seen)
+        return mean_loss, seen, time.perf_counter() - start
+
+
+@dataclass
+class _Progress:
+    """Bookkeeping of the epochs run so far."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    train_images: int = 0
+    train_seconds: float = 0.0
+    stop_reason: str = "completed"
+
+    def record(self, row: dict[str, float], model: nn.Module, keep_state: bool) -> None:
+        self.history.append(row)
+        if row["val_accuracy"] > self.best_accuracy:
+            self.best_accuracy, self.best_epoch = row["val_accuracy"], int(row["epoch"])
+            if keep_state:
+                self.best_state = copy.deepcopy(model.state_dict())
+
+    def patience_spent(self, patience: int | None) -> bool:
+        return patience is not None and len(self.history) - self.best_epoch >= patience
+
+
+def _fit(
+    trial: _Trial,
+    val_set: ImageDataset,
+    on_epoch: EpochCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> _Progress:
+    recipe, progress = trial.recipe, _Progress()
+    for epoch in range(1, recipe.epochs + 1):
+        if should_stop is not None and should_stop():
+            progress.stop_reason = "cancelled"
+            break
+        train_loss, seen, seconds = trial.train_epoch()
+        progress.train_images += seen
+        progress.train_seconds += seconds
+        val = evaluate(
+            trial.model,
+            val_set,
+            trial.device,
+            batch_size=recipe.eval_batch_size,
+            amp=recipe.amp,
+            mean=trial.train_set.mean,
+            std=trial.train_set.std,
+        )
+        row = {
+            "epoch": float(epoch),
+            "lr": trial.optimizer.param_groups[0]["lr"],
+            "train_loss": train_loss,
+            "val_accuracy": val["accuracy"],
+            "val_loss": val["loss"],
+            "seconds": seconds,
+        }
+        progress.record(row, trial.model, recipe.restore_best)
+        if on_epoch is not None:
+            on_epoch(epoch, dict(row))  # exceptions (e.g. optuna.TrialPruned) propagate
+        if not math.isfinite(train_loss):
+            progress.stop_reason = "diverged"
+            break
+        if progress.patience_spent(recipe.early_stopping_patience):
+            progress.stop_reason = "early_stopping"
+            break
+    return progress
+
+
+def train(
+    recipe: TrainerRecipe,
+    policy: Policy,
+    train_set: ImageDataset,
+    val_set: ImageDataset,
+    *,
+    device: str | torch.device,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train the recipe's proxy model with the policy's augmentation and report per epoch.
+
+    Each batch is augmented on the device with :class:`ops.apply.BatchAugmenter`, normalised
+    with the training set's mean/std, mixed with :func:`ops.mix.mix_batch` when the policy
+    asks for MixUp/CutMix/Cutout, and trained with (soft-target) cross-entropy.
+
+    Args:
+        recipe: the training recipe.
+        policy: the augmentation policy (kind ``none`` still applies its base crop/flips).
+        train_set: training images.
+        val_set: validation images (same classes and image shape).
+        device: ``cpu``, ``cuda``, ``cuda:1``...
+        seed: seeds model init, shuffling, augmentation and dropout; on the CPU the same seed
+            gives bit-identical weights.
+        on_epoch: called as ``on_epoch(epoch, row)`` after each epoch's validation (epoch
+            counts from 1); its exceptions propagate, which is how Optuna pruning stops a trial.
+        should_stop: checked before each epoch; True ends training cleanly with
+            ``stop_reason`` ``cancelled``.
+
+    Raises:
+        ValueError: incompatible or too small datasets.
+    """
+    dev = torch.device(device)
+    _check_sets(train_set, val_set)
+    if recipe.train_subset is not None and recipe.train_subset < len(train_set):
+        train_set = stratified_subset(train_set, recipe.train_subset, seed)
+    started = time.perf_counter()
+    with _seeded(dev, seed):
+        trial = _Trial(recipe, policy, train_set, dev, seed)
+        progress = _fit(trial, val_set, on_epoch, should_stop)
+        if progress.best_state is not None:
+            trial.model.load_state_dict(progress.best_state)
+        final = evaluate(
+            trial.model,
+            val_set,
+            dev,
+            batch_size=recipe.eval_batch_size,
+            amp=recipe.amp,
+            mean=train_set.mean,
+            std=train_set.std,
+        )
+    trial.model.eval()
+    last = progress.history[-1] if progress.history else {}
+    metrics: dict[str, Any] = {
+        "val_accuracy": final["accuracy"],
+        "val_loss": final["loss"],
+        "final_val_accuracy": last.get("val_accuracy", final["accuracy"]),
+        "train_loss": last.get("train_loss", math.nan),
+        "best_epoch": progress.best_epoch,
+        "epochs_run": len(progress.history),
+        "seconds": time.perf_counter() - started,
+        "images_per_second": progress.train_images / max(progress.train_seconds, 1e-9),
+        "stop_reason": progress.stop_reason,
+    }
+    state = {k: v.detach().to("cpu", copy=True) for k, v in trial.model.state_dict().items()}
+    return TrainResult(metrics, progress.history, state, trial.model, train_set.mean, train_set.std)

@@ -1,0 +1,325 @@
+"""The worker: a stateless pull loop over the open searches in an Optuna storage.
+
+Each iteration picks one search fairly (priority first, then fewest running trials, then the
+oldest study) among those with work, and runs ``study.optimize(objective, n_trials=1)`` on it so
+that Optuna's heartbeat, stale-trial failing and retry callback all stay in force. A search has
+work when a trial is waiting (baselines, retries, candidate, final) or, while it is open, when
+its complete plus running search trials leave a slot in the budget and it runs fewer trials
+than its ``parallelism``. With ``n_trials=1`` a ``MaxTrialsCallback`` would never fire, so the
+budget is enforced by this check and by `search.objective`'s start and end checks.
+
+Workers register in the study ``augsearch-workers``: one user attr per worker name holding
+``{device, host, pid, state, current_trial, trials_done, last_seen}``. Each worker writes only
+its own key, so updates never race; a worker whose ``last_seen`` is older than a few poll
+intervals is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts._protocol import ArtifactStore
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from search import lifecycle
+from search.checkpoints import make_artifact_store
+from search.objective import Objective, worker_identity
+
+WORKERS_STUDY = "augsearch-workers"
+log = logging.getLogger("augsearch.worker")
+
+
+class Worker:
+    """Pulls trials from every open search and trains them.
+
+    Args:
+        storage_url: SQLAlchemy URL of the Optuna storage.
+        device: torch device of the trainings.
+        artifact_store: store (or folder / ``s3://bucket``) for checkpoints.
+        name: worker name in the registry (default ``host:pid``).
+        heartbeat_interval: seconds between heartbeats of the running trial.
+        grace_period: seconds without heartbeat before a trial is stale (default 2x interval).
+        poll_interval: seconds between looks for work when idle.
+        max_trials: stop after this many trials (None: no limit).
+        idle_exit: stop after this many idle seconds (None: never).
+        max_retry: re-queues of a trial whose worker died.
+        search_ids: serve only these searches (None: all).
+        data_cache_dir: decoded-dataset cache folder.
+    """
+
+    def __init__(
+        self,
+        storage_url: str,
+        device: str = "cpu",
+        artifact_store: ArtifactStore | str | Path = "augsearch-data/artifacts",
+        *,
+        name: str | None = None,
+        heartbeat_interval: int = 30,
+        grace_period: int | None = None,
+        poll_interval: float = 5.0,
+        max_trials: int | None = None,
+        idle_exit: float | None = None,
+        max_retry: int = 2,
+        search_ids: Sequence[str] | None = None,
+        data_cache_dir: str | None = None,
+    ) -> None:
+        if poll_interval <= 0 or heartbeat_interval <= 0:
+            raise ValueError("poll_interval and heartbeat_interval must be positive")
+        self.storage = lifecycle.make_storage(
+            storage_url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            max_retry=max_retry,
+        )
+        if isinstance(artifact_store, str | Path):
+            artifact_store = make_artifact_store(artifact_store)
+        self.name = name or worker_identity()
+        self.device = device
+        self.poll_interval = poll_interval
+        self.max_trials = max_trials
+        self.idle_exit = idle_exit
+        self.max_retry = max_retry
+        self.search_ids = set(search_ids) if search_ids is not None else None
+        self.stop_event = threading.Event()
+        self.objective = Objective(
+            artifact_store,
+            device=device,
+            worker=self.name,
+            stop_event=self.stop_event,
+            data_cache_dir=data_cache_dir,
+        )
+        self.trials_done = 0
+        self._studies: dict[str, optuna.Study] = {}
+        self._registry: optuna.Study | None = None
+
+    def stop(self) -> None:
+        """Ask the loop to stop; the running trial stops after its current epoch."""
+        self.stop_event.set()
+
+    def run(self, max_idle: float | None = None) -> int:
+        """Serve searches until stopped, ``max_trials`` is reached or idle for too long.
+
+        Returns:
+            The number of trials this worker ran.
+        """
+        idle_limit = max_idle if max_idle is not None else self.idle_exit
+        self._install_sigterm()
+        idle_since = time.monotonic()
+        while not self.stop_event.is_set():
+            search_id = self.pick()
+            if search_id is None:
+                self._register("idle")
+                if idle_limit is not None and time.monotonic() - idle_since >= idle_limit:
+                    break
+                self.stop_event.wait(self.poll_interval)
+                continue
+            self.run_one(search_id)
+            idle_since = time.monotonic()
+            if self.max_trials is not None and self.trials_done >= self.max_trials:
+                break
+        self._register("stopped")
+        return self.trials_done
+
+    def _install_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            log.info("worker %s: SIGTERM, stopping after the current epoch", self.name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    def study(self, search_id: str) -> optuna.Study:
+        """The search's study with a sampler seeded for this worker (cached per process).
+
+        The sampler is kept across trials so that its random state advances; the seed mixes
+        the spec's seed, the worker name and the trial count, so two workers (or a restarted
+        worker) do not draw the same parameters.
+        """
+        if search_id not in self._studies:
+            plain = optuna.load_study(
+                study_name=lifecycle.study_name(search_id), storage=self.storage
+            )
+            spec = lifecycle.spec_of(plain)
+            text = f"{spec.seed}|{self.name}|{len(plain.get_trials(deepcopy=False))}"
+            seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+            self._studies[search_id] = lifecycle.load_search_study(
+                self.storage, search_id, sampler_seed=seed
+            )
+        return self._studies[search_id]
+
+    def pick(self) -> str | None:
+        """The search to serve next, or None when no search has work."""
+        candidates: list[tuple[int, int, int, str]] = []
+        for summary in self.storage.get_all_studies():
+            name = summary.study_name
+            if not name.startswith(lifecycle.STUDY_PREFIX) or "spec" not in summary.user_attrs:
+                continue
+            if summary.user_attrs.get("state") not in lifecycle.ACTIVE_STATES:
+                continue
+            search_id = name.removeprefix(lifecycle.STUDY_PREFIX)
+            if self.search_ids is not None and search_id not in self.search_ids:
+                continue
+            study = self.study(search_id)
+            optuna.storages.fail_stale_trials(study)
+            running = self._work(study, summary.user_attrs["state"])
+            if running is None:
+                lifecycle.advance(self.storage, search_id)
+                continue
+            priority = int(summary.user_attrs.get("priority", 0))
+            candidates.append((-priority, running, summary._study_id, search_id))
+        return min(candidates)[3] if candidates else None
+
+    def _work(self, study: optuna.Study, state: str) -> int | None:
+        """Running trials of a search if it has work for this worker, else None."""
+        spec = lifecycle.spec_of(study)
+        trials = study.get_trials(deepcopy=False)
+        running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+        if running >= spec.parallelism:
+            return None
+        if any(t.state == TrialState.WAITING for t in trials):
+            return running
+        if state != lifecycle.OPEN:
+            return None
+        search = [t for t in trials if lifecycle.role_of(t) == "search"]
+        used = sum(1 for t in search if t.state in (TrialState.COMPLETE, TrialState.RUNNING))
+        return running if used < spec.n_trials else None
+
+    def run_one(self, search_id: str) -> None:
+        """Run one trial of a search, then advance the search's lifecycle."""
+        study = self.study(search_id)
+
+        def objective(trial: optuna.Trial) -> float:
+            self._register("busy", f"{search_id}#{trial.number}")
+            return self.objective(trial)
+
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[self._after_trial])
+        self.trials_done += 1
+        lifecycle.advance(self.storage, search_id)
+        self._register("idle")
+
+    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        attrs = trial.user_attrs
+        log.info(
+            "study=%s trial=%d role=%s state=%s value=%s duration=%.1fs%s",
+            study.study_name,
+            trial.number,
+            attrs.get("role", "search"),
+            trial.state.name,
+            "-" if trial.value is None else f"{trial.value:.4f}",
+            float(attrs.get("duration_s", 0.0)),
+            f" error={attrs['error']}" if "error" in attrs else "",
+        )
+        if trial.state == TrialState.FAIL and self.stop_event.is_set():
+            # Interrupted by its worker, not by its own fault: run it again elsewhere.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, trial)
+
+    def _register(self, state: str, current_trial: str | None = None) -> None:
+        if self._registry is None:
+            self._registry = optuna.create_study(
+                storage=self.storage, study_name=WORKERS_STUDY, load_if_exists=True
+            )
+        self._registry.set_user_attr(
+            self.name,
+            {
+                "device": self.device,
+                "host": self.name.split(":")[0],
+                "pid": os.getpid(),
+                "state": state,
+                "current_trial": current_trial,
+                "trials_done": self.trials_done,
+                "last_seen": datetime.now(UTC).isoformat(),
+            },
+        )
+
+
+def workers_alive(storage_url: str, within_s: float = 120.0) -> dict[str, dict[str, Any]]:
+    """Registered workers seen in the last ``within_s`` seconds, by name."""
+    try:
+        registry = optuna.load_study(study_name=WORKERS_STUDY, storage=storage_url)
+    except KeyError:
+        return {}
+    now = datetime.now(UTC)
+    return {
+        name: info
+        for name, info in registry.user_attrs.items()
+        if (now - datetime.fromisoformat(info["last_seen"])).total_seconds() <= within_s
+        and info.get("state") != "stopped"
+    }
+
+
+def run_worker(
+    storage_url: str,
+    device: str = "cpu",
+    artifact_dir: str | Path = "augsearch-data/artifacts",
+    **kwargs: Any,
+) -> int:
+    """Entry point of ``augsearch worker``: run one worker until it stops; returns exit code 0.
+
+    Keyword arguments are passed to `Worker`; ``max_idle`` to `Worker.run`.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    max_idle = kwargs.pop("max_idle", None)
+    worker = Worker(storage_url, device, str(artifact_dir), **kwargs)
+    worker.run(max_idle=max_idle)
+    return 0
+
+
+def _gpu_worker_main(gpu: int, storage_url: str, artifact_dir: str, kwargs: dict[str, Any]) -> None:
+    # Set before anything touches CUDA, so this process sees only its GPU as cuda:0.
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    kwargs.setdefault("name", f"{worker_identity()}:gpu{gpu}")
+    run_worker(storage_url, "cuda:0", artifact_dir, **kwargs)
+
+
+def run_workers(
+    storage_url: str,
+    gpus: Sequence[int],
+    artifact_dir: str | Path = "augsearch-data/artifacts",
+    **kwargs: Any,
+) -> int:
+    """Run one worker process per GPU (``--gpus 0,1``) and wait for all of them.
+
+    Returns:
+        0 if every worker exited cleanly, else 1.
+    """
+    if not gpus or len(set(gpus)) != len(gpus) or min(gpus) < 0:
+        raise ValueError(f"gpus must be distinct non-negative indices, got {list(gpus)}")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=_gpu_worker_main,
+            args=(gpu, storage_url, str(artifact_dir), dict(kwargs)),
+            name=f"augsearch-worker-gpu{gpu}",
+        )
+        for gpu in gpus
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join()
+    return 0 if all(p.exitcode == 0 for p in procs) else 1

@@ -1,0 +1,119 @@
+"""The FastAPI application: REST API under /api/v1, health probes, the reconciler task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from service.catalogue.endpoints import router as catalogue_router
+from service.checkpoints.endpoints import router as checkpoints_router
+from service.datasets.endpoints import router as datasets_router
+from service.deps import RuntimeDep
+from service.errors import install_error_handlers
+from service.policies.endpoints import router as policies_router
+from service.reconciler import Reconciler
+from service.runtime import Runtime
+from service.searches.endpoints import router as searches_router
+from service.settings import Settings
+from service.users.service import ensure_local_user
+from service.workers.endpoints import router as workers_router
+
+API_PREFIX = "/api/v1"
+
+
+def _api_router() -> APIRouter:
+    api = APIRouter(prefix=API_PREFIX)
+    for router in (
+        datasets_router,
+        policies_router,
+        searches_router,
+        checkpoints_router,
+        workers_router,
+        catalogue_router,
+    ):
+        api.include_router(router)
+    return api
+
+
+def _health_router() -> APIRouter:
+    health = APIRouter(tags=["health"])
+
+    @health.get("/healthz")
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @health.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
+    def readyz(runtime: RuntimeDep) -> JSONResponse:
+        """Readiness: the database, the Optuna storage and the artifact store are reachable."""
+        checks: dict[str, str] = {}
+        try:
+            with runtime.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {exc.__class__.__name__}"
+        try:
+            runtime.storage.get_all_studies()
+            checks["optuna_storage"] = "ok"
+        except Exception as exc:
+            checks["optuna_storage"] = f"error: {exc.__class__.__name__}"
+        artifacts = runtime.settings.artifact_store_location
+        ok = "://" in artifacts or runtime.settings.artifact_path.is_dir()
+        checks["artifact_store"] = "ok" if ok else "error: missing directory"
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
+                            status_code=200 if healthy else 503)
+
+    return health
+
+
+def create_app(settings: Settings | None = None, *, reconcile: bool = True) -> FastAPI:
+    """Build the application; resources are created in its lifespan, not here.
+
+    Args:
+        settings: Configuration (read from the environment if omitted).
+        reconcile: Run the reconciler as a background task (tests drive it by hand).
+
+    Returns:
+        The FastAPI app.
+    """
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await run_in_threadpool(Runtime.start, settings)
+        if settings.single_user:
+            with runtime.transaction() as session:
+                runtime.local_user = ensure_local_user(session)
+        app.state.runtime = runtime
+        task = None
+        if reconcile:
+            reconciler = Reconciler(runtime)
+            app.state.reconciler = reconciler
+            task = asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            runtime.close()
+
+    app = FastAPI(
+        title="augsearch",
+        version="0.1.0",
+        summary="Augmentation-policy search service",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(_api_router())
+    app.include_router(_health_router())
+    return app

@@ -1,0 +1,237 @@
+"""The ``augsearch`` command line: server, workers, migrations, demo, and the HTTP commands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from service.cli_client import (
+    checkpoint_app,
+    console,
+    dataset_app,
+    policy_app,
+    search_app,
+)
+from service.settings import Settings
+
+app = typer.Typer(name="augsearch", help="Augmentation-policy search service.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(search_app, name="search")
+app.add_typer(policy_app, name="policy")
+app.add_typer(checkpoint_app, name="checkpoint")
+
+DEMO_SPEC = {
+    "strategy": "randaugment",
+    "n_trials": 4,
+    "baselines": ["none", "randaugment-2-9"],
+    "recipe": {"epochs": 2},
+}
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] invalid settings: {exc}")
+        raise typer.Exit(code=1) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or upgrade the service tables (``AUGSEARCH_DATABASE_URL``)."""
+    from service.db.migrate import upgrade
+
+    settings = _settings()
+    settings.ensure_dirs()
+    upgrade(settings.database_url, revision)
+    console.print(f"database upgraded to {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Downgrade the service tables to ``revision`` (``base`` drops them)."""
+    from service.db.migrate import downgrade
+
+    downgrade(_settings().database_url, revision)
+    console.print(f"database downgraded to {revision}")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="User name (created if new).")],
+    admin: Annotated[bool, typer.Option("--admin", help="Give the user admin rights.")] = False,
+) -> None:
+    """Create an API token for a user; it is printed once and stored hashed."""
+    from service.db.engine import make_engine, make_sessionmaker
+    from service.errors import DomainError
+    from service.users.service import create_user_with_token
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    session = make_sessionmaker(engine)()
+    try:
+        _, token = create_user_with_token(session, user, admin)
+        session.commit()
+    except DomainError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(code=1) from exc
+    finally:
+        session.close()
+        engine.dispose()
+    typer.echo(token)
+
+
+@app.command()
+def worker(
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: settings).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+    gpus: Annotated[str | None, typer.Option(help="Comma-separated GPU ids: one process each.")] = None,
+    artifact_dir: Annotated[str | None, typer.Option(help="Artifact store (path or s3://bucket).")] = None,
+) -> None:
+    """Run a worker that pulls trials from the Optuna storage (one process per GPU)."""
+    settings = _settings()
+    storage_url = storage or settings.optuna_storage_url
+    artifacts = artifact_dir or settings.artifact_store_location
+    if gpus:
+        ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        procs = [_spawn_worker(storage_url, f"cuda:{g}", artifacts) for g in ids]
+        _wait_children(procs)
+        return
+    from search.worker import run_worker
+
+    run_worker(storage_url, device=device, artifact_dir=artifacts)
+
+
+def _spawn_worker(storage_url: str, device: str, artifacts: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "service.cli", "worker", "--storage", storage_url,
+           "--device", device, "--artifact-dir", artifacts]  # fmt: skip
+    return subprocess.Popen(cmd)
+
+
+def _wait_children(procs: list[subprocess.Popen[bytes]]) -> None:
+    try:
+        for proc in procs:
+            proc.wait()
+    finally:
+        _stop_children(procs)
+
+
+def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def mount_optuna_dashboard(app_: object, settings: Settings) -> None:
+    """Hook for ``serve --optuna-dashboard``: mount optuna-dashboard next to the API.
+
+    The dashboard package owns this integration (it must be mounted at ``/`` after the API
+    routes, since its bundle calls absolute ``/api`` paths); until it is provided, the flag
+    reports that it is unavailable.
+    """
+    try:
+        from service.dashboard import mount_optuna_dashboard as mount  # type: ignore[attr-defined]
+    except ImportError as exc:
+        console.print(f"[red]error:[/red] --optuna-dashboard is not available here: {exc}")
+        raise typer.Exit(code=1) from exc
+    mount(app_, settings)
+
+
+def run_server(settings: Settings, port: int, workers: int, device: str, optuna_dashboard: bool) -> None:
+    """Start embedded workers, then the API server (blocking until interrupted)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.db.migrate import upgrade
+
+    settings.ensure_dirs()
+    if settings.is_sqlite:
+        upgrade(settings.database_url)  # the embedded default migrates itself
+    if settings.single_user:
+        console.print("[bold yellow]SINGLE-USER MODE: no authentication; loopback only.[/bold yellow]")
+    api = create_app(settings)
+    if optuna_dashboard:
+        mount_optuna_dashboard(api, settings)
+    procs = [_spawn_worker(settings.optuna_storage_url, device, settings.artifact_store_location)
+             for _ in range(workers)]  # fmt: skip
+    try:
+        uvicorn.run(api, host=settings.host, port=port, log_level="warning")
+    finally:
+        _stop_children(procs)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Embedded worker processes.", min=0, max=64)] = 0,
+    device: Annotated[str, typer.Option(help="Device of the embedded workers.")] = "cpu",
+    optuna_dashboard: Annotated[bool, typer.Option("--optuna-dashboard", help="Also serve optuna-dashboard.")] = False,
+) -> None:
+    """Serve the API (and optionally embedded workers)."""
+    settings = _settings(host=host)
+    run_server(settings, port, workers, device, optuna_dashboard)
+
+
+def _demo_driver(url: str, stop: threading.Event) -> None:
+    """Register digits and launch the demo search once the server answers."""
+    from service.client import ApiError, Client
+
+    with Client(url, timeout=120) as client:
+        for _ in range(600):
+            if stop.is_set():
+                return
+            try:
+                client.health()
+                break
+            except ApiError:
+                time.sleep(0.5)
+        try:
+            dataset = client.add_dataset("digits", name="digits")
+            search = client.start_search(dataset["id"], DEMO_SPEC, name="demo search on digits")
+        except ApiError as exc:
+            console.print(f"[red]demo:[/red] {exc}")
+            return
+    console.print(f"demo: dataset {dataset['id']} registered, search {search['id']} launched")
+    console.print(f"Dashboard: {url}/    API docs: {url}/docs    (Ctrl-C to stop)")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Bind address (loopback: single-user mode).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
+) -> None:
+    """Run the laptop demo: SQLite, one embedded worker, digits, a small search."""
+    os.environ.setdefault("AUGSEARCH_SINGLE_USER", "true")
+    settings = _settings(host=host, data_dir=data_dir)
+    url = f"http://{host}:{port}"
+    console.print(f"augsearch demo: data in {settings.data_dir}; starting on {url}")
+    stop = threading.Event()
+    driver = threading.Thread(target=_demo_driver, args=(url, stop), daemon=True)
+    driver.start()
+    try:
+        run_server(settings, port, workers=1, device="cpu", optuna_dashboard=False)
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    app()

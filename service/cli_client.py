@@ -1,0 +1,195 @@
+"""CLI commands that talk to a running server over HTTP (datasets, searches, policies...)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from service.client import ApiError, Client
+
+console = Console()
+UrlOpt = Annotated[str | None, typer.Option("--url", envvar="AUGSEARCH_URL", help="Server URL.")]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="AUGSEARCH_TOKEN", help="Bearer token.")
+]
+FINAL_STATES = {"completed", "failed", "cancelled"}
+
+dataset_app = typer.Typer(help="Register and list datasets.", no_args_is_help=True)
+search_app = typer.Typer(help="Start, follow and cancel searches.", no_args_is_help=True)
+policy_app = typer.Typer(help="Fetch searched policies.", no_args_is_help=True)
+checkpoint_app = typer.Typer(help="Download checkpoints.", no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+def _call(url: str | None, token: str | None, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(client, ...)`` and turn API errors into a message and exit status 1."""
+    try:
+        with Client(url, token) as client:
+            return fn(client, *args, **kwargs)
+    except (ApiError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@dataset_app.command("add")
+def dataset_add(
+    source: Annotated[str, typer.Argument(help="digits | torchvision | path | archive")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="torchvision dataset (CIFAR10...).")] = None,
+    path: Annotated[str | None, typer.Option(help="Server path (path) or local file (archive).")] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Register a dataset."""
+    if source == "archive":
+        if not path:
+            raise _fail("source 'archive' needs --path to a local zip/tar file")
+        result = _call(url, token, Client.upload_dataset, Path(path), name)
+    elif source in ("digits", "torchvision", "path"):
+        result = _call(url, token, Client.add_dataset, source, name=name, dataset=dataset, path=path)
+    else:
+        raise _fail(f"unknown source {source!r}: use digits, torchvision, path or archive")
+    console.print(f"dataset {result['id']}: {result['name']} ({result['num_images']} images)")
+
+
+@dataset_app.command("list")
+def dataset_list(url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List datasets."""
+    page = _call(url, token, Client.datasets, 0, 200)
+    table = Table("id", "name", "source", "images", "classes", "size", "channels")
+    for d in page["items"]:
+        table.add_row(
+            str(d["id"]), d["name"], d["source"], str(d["num_images"]),
+            str(len(d["classes"])), str(d["image_size"]), str(d["channels"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _spec_from(spec_file: Path | None, n_trials: int | None, epochs: int | None, strategy: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if spec_file is not None:
+        try:
+            spec = json.loads(spec_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise _fail(f"cannot read spec file {spec_file}: {exc}") from exc
+        if not isinstance(spec, dict):
+            raise _fail(f"spec file {spec_file} must hold a JSON object")
+    if n_trials is not None:
+        spec["n_trials"] = n_trials
+    if strategy is not None:
+        spec["strategy"] = strategy
+    if epochs is not None:
+        spec["recipe"] = {**spec.get("recipe", {}), "epochs": epochs}
+    return spec
+
+
+def wait_for(url: str | None, token: str | None, search_id: int, poll_s: float = 2.0) -> dict[str, Any]:
+    """Follow a search with a progress bar until it reaches a final state."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"search {search_id}", total=None)
+        while True:
+            search = _call(url, token, Client.search, search_id)
+            prog = search["progress"]
+            best = search["best_value"]
+            label = f"search {search_id} [{search['state']}]" + (f" best {best:.4f}" if best is not None else "")
+            bar.update(task, total=prog.get("n_trials") or None, completed=prog.get("complete", 0), description=label)
+            if search["state"] in FINAL_STATES:
+                return dict(search)
+            time.sleep(poll_s)
+
+
+@search_app.command("start")
+def search_start(
+    dataset: Annotated[int, typer.Option(help="Dataset id.")],
+    spec_file: Annotated[Path | None, typer.Option("--spec", help="JSON file with the SearchSpec (without dataset).")] = None,
+    n_trials: Annotated[int | None, typer.Option(help="Budget of search trials.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per trial.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="autoaugment, randaugment, ...")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow it until it ends.")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Launch a search."""
+    spec = _spec_from(spec_file, n_trials, epochs, strategy)
+    search = _call(url, token, Client.start_search, dataset, spec, name)
+    console.print(f"search {search['id']} queued")
+    if wait:
+        final = wait_for(url, token, search["id"])
+        console.print(f"search {final['id']} {final['state']}; best {final['best_value']}")
+        if final["state"] != "completed":
+            raise typer.Exit(code=1)
+
+
+@search_app.command("list")
+def search_list(
+    state: Annotated[str | None, typer.Option(help="Filter by state.")] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List searches."""
+    page = _call(url, token, Client.searches, state)
+    table = Table("id", "name", "dataset", "state", "progress", "best")
+    for s in page["items"]:
+        prog = s["progress"]
+        best = "" if s["best_value"] is None else f"{s['best_value']:.4f}"
+        table.add_row(str(s["id"]), s["name"], str(s["dataset_id"]), s["state"],
+                      f"{prog.get('complete', 0)}/{prog.get('n_trials', 0)}", best)  # fmt: skip
+    console.print(table)
+
+
+@search_app.command("show")
+def search_show(search_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Show one search as JSON."""
+    console.print_json(data=_call(url, token, Client.search, search_id))
+
+
+@search_app.command("cancel")
+def search_cancel(search_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Cancel a search."""
+    result = _call(url, token, Client.cancel_search, search_id)
+    console.print(f"search {search_id} {result['state']}")
+
+
+@policy_app.command("get")
+def policy_get(
+    dataset: Annotated[int | None, typer.Option(help="Best policy of this dataset.")] = None,
+    search: Annotated[int | None, typer.Option(help="Policy of this search.")] = None,
+    format: Annotated[str, typer.Option(help="json | torchvision | albumentations | timm")] = "json",
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Print a policy (JSON) or its export."""
+    if format not in ("json", "torchvision", "albumentations", "timm"):
+        raise _fail(f"unknown format {format!r}")
+    result = _call(url, token, Client.policy, dataset=dataset, search=search, format=format)
+    exported = result.get("exported")
+    if format == "json":
+        console.print_json(data=result["policy"])
+    elif isinstance(exported, dict):
+        console.print_json(data=exported)
+    else:
+        typer.echo(exported)
+
+
+@checkpoint_app.command("get")
+def checkpoint_get(
+    search_id: int,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Destination file.")] = Path("model.safetensors"),
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Download a search's final checkpoint (sha256 verified)."""
+    sha = _call(url, token, Client.download_checkpoint, search_id, output)
+    console.print(f"saved {output} (sha256 {sha})")

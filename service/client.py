@@ -1,0 +1,201 @@
+"""A small HTTP client of the augsearch API, for the CLI and for users' training scripts.
+
+Two lines give a training script the best policy found for a dataset::
+
+    from service.client import fetch_policy
+    transform = fetch_policy("http://localhost:8000", dataset=1, format="torchvision")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class ApiError(RuntimeError):
+    """The server answered with an error; the message carries its status and detail."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class Client:
+    """Calls the REST API under ``/api/v1``.
+
+    Args:
+        url: Server URL (default: ``AUGSEARCH_URL`` or http://127.0.0.1:8000).
+        token: Bearer token (default: ``AUGSEARCH_TOKEN``; not needed in single-user mode).
+        timeout: Seconds per request.
+        http: An existing httpx client to send through (e.g. an in-process test client).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("AUGSEARCH_URL") or DEFAULT_URL).rstrip("/")
+        token = token or os.environ.get("AUGSEARCH_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if http is not None:
+            http.headers.update(headers)
+            self.url = str(http.base_url).rstrip("/")
+        self._http = http or httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, str(detail))
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, "/api/v1" + path, **kwargs).json()
+
+    def health(self) -> dict[str, Any]:
+        """``/readyz``: the server and its dependencies."""
+        result: dict[str, Any] = self._request("GET", "/readyz").json()
+        return result
+
+    def add_dataset(self, source: str, **fields: Any) -> dict[str, Any]:
+        """Register ``digits``, a torchvision dataset (``dataset=``) or a server ``path=``."""
+        body = {"source": source, **{k: v for k, v in fields.items() if v is not None}}
+        result: dict[str, Any] = self._json("POST", "/datasets", json=body)
+        return result
+
+    def upload_dataset(self, archive: Path, name: str | None = None) -> dict[str, Any]:
+        """Upload a zip/tar archive of an ImageFolder tree."""
+        data = {"name": name} if name else {}
+        with archive.open("rb") as handle:
+            files = {"file": (archive.name, handle, "application/octet-stream")}
+            result: dict[str, Any] = self._json("POST", "/datasets/upload", files=files, data=data)
+        return result
+
+    def datasets(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """A page of datasets."""
+        result: dict[str, Any] = self._json(
+            "GET", "/datasets", params={"offset": offset, "limit": limit}
+        )
+        return result
+
+    def start_search(
+        self, dataset_id: int, spec: dict[str, Any] | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        """Launch a search on a dataset with a SearchSpec body (without ``dataset``)."""
+        body: dict[str, Any] = {"dataset_id": dataset_id, "spec": spec or {}}
+        if name:
+            body["name"] = name
+        result: dict[str, Any] = self._json("POST", "/searches", json=body)
+        return result
+
+    def searches(self, state: str | None = None, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """A page of searches, optionally filtered by state."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if state:
+            params["state"] = state
+        result: dict[str, Any] = self._json("GET", "/searches", params=params)
+        return result
+
+    def search(self, search_id: int) -> dict[str, Any]:
+        """One search."""
+        result: dict[str, Any] = self._json("GET", f"/searches/{search_id}")
+        return result
+
+    def cancel_search(self, search_id: int) -> dict[str, Any]:
+        """Cancel a search."""
+        result: dict[str, Any] = self._json("POST", f"/searches/{search_id}/cancel")
+        return result
+
+    def trials(self, search_id: int, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """A page of a search's trials."""
+        params = {"offset": offset, "limit": limit}
+        result: dict[str, Any] = self._json("GET", f"/searches/{search_id}/trials", params=params)
+        return result
+
+    def policy(
+        self, *, dataset: int | None = None, search: int | None = None, format: str = "json"
+    ) -> dict[str, Any]:
+        """The best policy of a dataset or a search, in ``format``."""
+        if (dataset is None) == (search is None):
+            raise ValueError("pass exactly one of dataset= or search=")
+        path = f"/datasets/{dataset}/policy" if dataset is not None else f"/searches/{search}/policy"
+        result: dict[str, Any] = self._json("GET", path, params={"format": format})
+        return result
+
+    def download_checkpoint(self, search_id: int, dest: Path) -> str:
+        """Save a search's checkpoint to ``dest``; returns its sha256 (checked against the server's)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        tmp = dest.with_name(dest.name + ".partial")
+        with self._http.stream("GET", f"/api/v1/searches/{search_id}/checkpoint") as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, response.json().get("detail", ""))
+            expected = response.headers.get("X-Checksum-SHA256", "")
+            with tmp.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
+        if digest.hexdigest() != expected:
+            tmp.unlink(missing_ok=True)
+            raise ApiError(0, f"checksum mismatch: got {digest.hexdigest()}, server says {expected}")
+        tmp.replace(dest)
+        return expected
+
+
+def fetch_policy(
+    url: str | None = None,
+    *,
+    dataset: int,
+    format: Literal["torchvision", "albumentations", "json"] = "torchvision",
+    token: str | None = None,
+) -> Any:
+    """The best policy for a dataset, ready to use in a training script.
+
+    Args:
+        url: Server URL (default ``AUGSEARCH_URL``).
+        dataset: Dataset id.
+        format: ``torchvision`` (a ``torchvision.transforms.v2`` transform), ``albumentations``
+            (an ``A.Compose``) or ``json`` (an ``ops.policy.Policy``).
+        token: Bearer token (default ``AUGSEARCH_TOKEN``).
+
+    Returns:
+        The transform or policy.
+    """
+    with Client(url, token) as client:
+        payload = client.policy(dataset=dataset, format="json")
+    from ops.export import to_albumentations, to_torchvision
+    from ops.policy import load_policy
+
+    policy = load_policy(payload["policy"])
+    if format == "torchvision":
+        return to_torchvision(policy)
+    if format == "albumentations":
+        return to_albumentations(policy)
+    return policy

@@ -1,0 +1,1 @@
+"""Datasets: registration, statistics, sample grids."""

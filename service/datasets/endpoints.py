@@ -1,0 +1,113 @@
+"""HTTP routes of the datasets API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from service.datasets import service
+from service.datasets.schemas import DatasetCreate, DatasetRead
+from service.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep, get_current_user
+from service.errors import InvalidInput, PayloadTooLarge
+from service.pagination import Page, PageDep
+from service.runtime import Runtime
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {"type": "string"},
+                        "image_size": {"type": "integer", "minimum": 8, "maximum": 512},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("", status_code=201)
+def register_dataset(
+    body: DatasetCreate, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> DatasetRead:
+    """Register ``digits``, a torchvision dataset or a server ImageFolder path, decoding it once."""
+    return DatasetRead.model_validate(service.register(session, body, user, settings))
+
+
+@router.post("/upload", status_code=201, openapi_extra=_UPLOAD_SCHEMA)
+async def upload_dataset(request: Request, runtime: RuntimeDep) -> DatasetRead:
+    """Register an uploaded zip/tar archive of an ImageFolder tree (multipart field ``file``)."""
+    settings = runtime.settings
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"upload exceeds the limit of {settings.max_upload_bytes} bytes")
+    form = await request.form(max_files=1, max_fields=4)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise InvalidInput("multipart field 'file' with a file name is required")
+    name = str(form.get("name") or Path(upload.filename).name)
+    size_field = form.get("image_size")
+    if size_field is not None and not (str(size_field).isdigit() and 8 <= int(str(size_field)) <= 512):
+        raise InvalidInput("image_size must be an integer between 8 and 512")
+    image_size = int(str(size_field)) if size_field is not None else None
+    archive = await run_in_threadpool(service.store_upload, upload.file, upload.filename, settings)
+    return await run_in_threadpool(_register_archive, runtime, request, archive, name, image_size)
+
+
+def _register_archive(
+    runtime: Runtime, request: Request, archive: Path, name: str, image_size: int | None
+) -> DatasetRead:
+    # The upload route parses its own body (to refuse oversized ones first), so it opens its
+    # own unit of work instead of the request-scoped session.
+    with runtime.transaction() as session:
+        user = get_current_user(session, runtime, request.headers.get("authorization"))
+        dataset = service.register_archive(session, archive, name, image_size, user, runtime.settings)
+        return DatasetRead.model_validate(dataset)
+
+
+@router.get("")
+def list_datasets(session: SessionDep, user: CurrentUser, page: PageDep) -> Page[DatasetRead]:
+    """The datasets the caller may see, newest first."""
+    rows, total = service.list_page(session, user, page.offset, page.limit)
+    items = [DatasetRead.model_validate(r) for r in rows]
+    return Page[DatasetRead](items=items, total=total, offset=page.offset, limit=page.limit)
+
+
+@router.get("/{dataset_id}")
+def show_dataset(dataset_id: int, session: SessionDep, user: CurrentUser) -> DatasetRead:
+    """One dataset with its counts per class, image size and channels."""
+    return DatasetRead.model_validate(service.get(session, dataset_id, user))
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def delete_dataset(
+    dataset_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> None:
+    """Delete a dataset; refused (409) while a search refers to it."""
+    service.delete(session, dataset_id, user, settings)
+
+
+@router.get(
+    "/{dataset_id}/samples.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def dataset_samples(
+    dataset_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> Response:
+    """A PNG grid of sample images, one row per class."""
+    dataset = service.get(session, dataset_id, user)
+    return Response(service.samples_png(dataset, settings), media_type="image/png")

@@ -1,0 +1,190 @@
+"""Dataset registration and statistics; decoding is delegated to ``search.datasets``."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from service.datasets import repository
+from service.datasets.schemas import DatasetCreate
+from service.db.models import Dataset, User
+from service.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from search.datasets import ImageDataset
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+SAMPLES_PER_CLASS = 8
+MAX_GRID_CLASSES = 20
+
+
+def get(session: Session, dataset_id: int, user: User) -> Dataset:
+    """The dataset, or NotFound (also for another user's dataset)."""
+    dataset = repository.get(session, dataset_id, user)
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return dataset
+
+
+def list_page(session: Session, user: User, offset: int, limit: int) -> tuple[list[Dataset], int]:
+    """A page of the datasets ``user`` may see and their total."""
+    return repository.list_page(session, user, offset, limit)
+
+
+def resolve_server_path(raw: str, settings: Settings) -> Path:
+    """Resolve a server path and require it to lie under an allowed root.
+
+    Raises:
+        Forbidden: if no roots are configured or the real path escapes them (``..``, symlinks).
+        InvalidInput: if the path is not a directory.
+    """
+    if not settings.allowed_dataset_roots:
+        raise Forbidden("no dataset roots are configured (AUGSEARCH_ALLOWED_DATASET_ROOTS)")
+    real = Path(os.path.realpath(raw))
+    if not any(real == root or real.is_relative_to(root) for root in settings.allowed_dataset_roots):
+        raise Forbidden(f"path {raw!r} is outside the allowed dataset roots")
+    if not real.is_dir():
+        raise InvalidInput(f"path {raw!r} is not a directory")
+    return real
+
+
+def _spec_for(body: DatasetCreate, user: User, settings: Settings) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if body.source == "digits":
+        spec["source"] = "digits"
+    elif body.source == "torchvision":
+        root = settings.data_dir / "torchvision"
+        spec.update(source="torchvision", name=body.dataset, path=str(root))
+        if body.download:
+            spec["download"] = True
+    else:
+        if not user.is_admin:
+            raise Forbidden("only admins may register server paths")
+        spec.update(source="imagefolder", path=str(resolve_server_path(body.path or "", settings)))
+    if body.image_size is not None:
+        spec["image_size"] = body.image_size
+    return spec
+
+
+def _decode(spec: dict[str, Any], settings: Settings) -> ImageDataset:
+    from search.datasets import DatasetError, DatasetSpec, load_dataset
+
+    try:
+        parsed = DatasetSpec.model_validate(spec)
+        return load_dataset(parsed, cache_dir=settings.data_dir / "cache")
+    except (DatasetError, ValueError, OSError) as exc:
+        raise InvalidInput(f"cannot load dataset: {exc}") from exc
+
+
+def _fill_stats(dataset: Dataset, data: ImageDataset) -> None:
+    dataset.classes = [str(c) for c in data.classes]
+    dataset.counts_per_class = {str(k): int(v) for k, v in data.counts_per_class().items()}
+    dataset.num_images = len(data)
+    dataset.channels = int(data.channels)
+    dataset.image_size = int(data.image_size[0])
+    dataset.content_hash = str(data.content_hash)
+    dataset.state = "ready"
+
+
+def register(session: Session, body: DatasetCreate, user: User, settings: Settings) -> Dataset:
+    """Validate, decode (slow: callers run this in a worker thread) and store a dataset."""
+    spec = _spec_for(body, user, settings)
+    data = _decode(spec, settings)
+    default_name = body.dataset or Path(spec.get("path", "digits")).name
+    dataset = Dataset(
+        owner_id=user.id, name=body.name or default_name, source=spec["source"], spec=spec
+    )
+    _fill_stats(dataset, data)
+    return repository.add(session, dataset)
+
+
+def archive_suffix(filename: str) -> str:
+    """The archive suffix of an uploaded file name, or InvalidInput."""
+    lower = filename.lower()
+    for suffix in ARCHIVE_SUFFIXES:
+        if lower.endswith(suffix):
+            return suffix
+    raise InvalidInput(f"upload {filename!r} is not an archive ({', '.join(ARCHIVE_SUFFIXES)})")
+
+
+def store_upload(stream: IO[bytes], filename: str, settings: Settings) -> Path:
+    """Copy an uploaded archive into the upload directory, counting bytes against the limit."""
+    suffix = archive_suffix(filename)
+    target = settings.data_dir / "uploads" / f"{uuid.uuid4().hex}{suffix}"
+    written = 0
+    try:
+        with target.open("wb") as out:
+            while chunk := stream.read(1 << 20):
+                written += len(chunk)
+                if written > settings.max_upload_bytes:
+                    raise PayloadTooLarge(
+                        f"upload exceeds the limit of {settings.max_upload_bytes} bytes"
+                    )
+                out.write(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def register_archive(
+    session: Session, archive: Path, name: str, image_size: int | None, user: User, settings: Settings
+) -> Dataset:
+    """Decode an uploaded archive (checked member by member by ``search.datasets``) and store it."""
+    spec: dict[str, Any] = {"source": "archive", "path": str(archive)}
+    if image_size is not None:
+        spec["image_size"] = image_size
+    try:
+        data = _decode(spec, settings)
+    except InvalidInput:
+        archive.unlink(missing_ok=True)
+        raise
+    dataset = Dataset(owner_id=user.id, name=name, source="archive", spec=spec)
+    _fill_stats(dataset, data)
+    return repository.add(session, dataset)
+
+
+def delete(session: Session, dataset_id: int, user: User, settings: Settings) -> None:
+    """Delete a dataset no search refers to; its upload and sample grid go with it."""
+    dataset = get(session, dataset_id, user)
+    using = repository.search_ids_using(session, dataset.id)
+    if using:
+        raise Conflict(f"dataset {dataset_id} is used by searches {using}; delete them first")
+    if dataset.source == "archive":
+        Path(dataset.spec["path"]).unlink(missing_ok=True)
+    shutil.rmtree(settings.data_dir / "datasets" / str(dataset.id), ignore_errors=True)
+    repository.delete(session, dataset)
+
+
+def samples_png(dataset: Dataset, settings: Settings) -> bytes:
+    """A PNG grid: one row per class (up to 20), ``SAMPLES_PER_CLASS`` images each; cached."""
+    cached = settings.data_dir / "datasets" / str(dataset.id) / "samples.png"
+    if cached.is_file():
+        return cached.read_bytes()
+    from PIL import Image
+
+    data = _decode(dataset.spec, settings)
+    n_classes = min(len(data.classes), MAX_GRID_CLASSES)
+    size = int(data.images.shape[-1])
+    grid = Image.new("RGB", (SAMPLES_PER_CLASS * size, n_classes * size))
+    for row in range(n_classes):
+        idx = (data.labels == row).nonzero().flatten()[:SAMPLES_PER_CLASS].tolist()
+        for col, i in enumerate(idx):
+            img = data.images[i]
+            img = img.expand(3, -1, -1) if img.shape[0] == 1 else img[:3]
+            tile = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
+            grid.paste(tile, (col * size, row * size))
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, cached)
+    return buffer.getvalue()

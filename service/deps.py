@@ -1,0 +1,72 @@
+"""FastAPI dependencies and their ``Annotated`` aliases (``SessionDep``, ``CurrentUser``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from service.db.models import User
+from service.runtime import Runtime
+from service.settings import Settings
+from service.users.service import authenticate, ensure_local_user
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The resources built in the lifespan."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_settings(runtime: RuntimeDep) -> Settings:
+    """The service settings."""
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    """One session per request; the request boundary commits (or rolls back on error)."""
+    with runtime.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_user(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> User:
+    """The caller: the local user in single-user mode, else the owner of the bearer token."""
+    if runtime.settings.single_user:
+        return ensure_local_user(session)
+    return authenticate(session, authorization)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_caller(
+    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+) -> User:
+    """The caller, resolved without a database round-trip in single-user mode (hot routes)."""
+    if runtime.settings.single_user and runtime.local_user is not None:
+        return runtime.local_user
+
+    def _lookup() -> User:
+        with runtime.transaction() as session:
+            return get_current_user(session, runtime, authorization)
+
+    return await run_in_threadpool(_lookup)
+
+
+Caller = Annotated[User, Depends(get_caller)]

@@ -1,0 +1,43 @@
+"""HTTP routes of the policies API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from service.deps import Caller, CurrentUser, RuntimeDep, SessionDep
+from service.errors import NotFound
+from service.policies import service
+from service.policies.schemas import PolicyFormat, PolicyRead
+
+router = APIRouter(tags=["policies"])
+
+
+@router.get("/searches/{search_id}/policy")
+def search_policy(
+    search_id: int, session: SessionDep, user: CurrentUser, format: PolicyFormat = "json"
+) -> PolicyRead:
+    """A search's best policy (provisional while it runs) as JSON or an export."""
+    return service.export(service.search_payload(session, search_id, user), format)
+
+
+@router.get("/datasets/{dataset_id}/policy")
+async def dataset_policy(
+    dataset_id: int, user: Caller, runtime: RuntimeDep, format: PolicyFormat = "json"
+) -> PolicyRead:
+    """The best completed policy for a dataset; served from memory, refreshed on writes."""
+    cached = runtime.policy_cache.get(dataset_id)
+    if cached is None:
+
+        def _load() -> tuple[int, dict[str, object]]:
+            with runtime.transaction() as session:
+                return service.dataset_payload(session, dataset_id, user)
+
+        cached = await run_in_threadpool(_load)
+        runtime.policy_cache.put(dataset_id, *cached)
+    owner_id, payload = cached
+    if owner_id != user.id and not user.is_admin:
+        raise NotFound(f"dataset {dataset_id} not found")
+    if format == "json":
+        return service.export(payload, format)
+    return await run_in_threadpool(service.export, payload, format)

@@ -1,0 +1,32 @@
+"""Response models of the policies API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+PolicyFormat = Literal["json", "torchvision", "albumentations", "timm"]
+
+
+class PolicyRead(BaseModel):
+    """A searched policy and, for non-JSON formats, its export.
+
+    Attributes:
+        search_id: The search that found it.
+        dataset_id: The dataset it was searched on.
+        accuracy: Accuracy of the final training with it (provisional: best trial's value).
+        provisional: True while the search is unfinished (the best trial so far).
+        format: The export asked for.
+        policy: The versioned policy JSON (always present).
+        exported: ``torchvision``: a Python snippet; ``albumentations``: the ``A.to_dict``
+            structure; ``timm``: the config string; ``json``: absent.
+    """
+
+    search_id: int
+    dataset_id: int
+    accuracy: float | None
+    provisional: bool
+    format: PolicyFormat
+    policy: dict[str, Any]
+    exported: str | dict[str, Any] | None = None

@@ -1,0 +1,85 @@
+"""What the service builds at start-up from its settings: engine, sessions, Optuna storage."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.models import User
+from service.db.engine import make_engine, make_sessionmaker
+from service.policies.cache import PolicyCache
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+
+def make_optuna_storage(settings: Settings) -> BaseStorage:
+    """Optuna's RDB storage on the configured URL, with heartbeats and stale-trial retry.
+
+    Args:
+        settings: Service settings (storage URL and heartbeat interval).
+
+    Returns:
+        The storage (its tables are created on first use by Optuna's own migrations).
+    """
+    from search.lifecycle import make_storage  # heavy (optuna, torch): only when needed
+
+    return make_storage(
+        settings.optuna_storage_url, heartbeat_interval=settings.heartbeat_interval_s
+    )
+
+
+@dataclass
+class Runtime:
+    """Process-wide resources, built in the app lifespan (or by the CLI) and disposed at exit."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    policy_cache: PolicyCache = field(default_factory=PolicyCache)
+    local_user: User | None = None
+    _storage: BaseStorage | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        """Create directories, the engine and the session factory."""
+        settings.ensure_dirs()
+        engine = make_engine(settings.database_url)
+        return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+
+    @property
+    def storage(self) -> BaseStorage:
+        """The Optuna storage, built on first use (creating it touches the database)."""
+        with self._lock:
+            if self._storage is None:
+                self._storage = make_optuna_storage(self.settings)
+            return self._storage
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session committed on success and rolled back on error (job boundaries)."""
+        session = self.sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        """Dispose of the engines."""
+        if self._storage is not None:
+            engine = getattr(self._storage, "engine", None)
+            if engine is not None:
+                engine.dispose()
+        self.engine.dispose()

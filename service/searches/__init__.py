@@ -1,0 +1,1 @@
+"""Searches: launch, follow, cancel, resume; their trials."""

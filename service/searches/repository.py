@@ -1,0 +1,108 @@
+"""Every query on searches and their trial summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from service.db.models import Search, TrialSummary, User
+from service.ownership import visible_to
+
+
+def get(session: Session, search_id: int, user: User) -> Search | None:
+    """The search if it exists and ``user`` may see it."""
+    stmt = visible_to(select(Search).where(Search.id == search_id), Search, user)
+    return session.scalars(stmt).first()
+
+
+def get_any(session: Session, search_id: int) -> Search | None:
+    """The search whoever owns it (for the reconciler)."""
+    return session.get(Search, search_id)
+
+
+def list_page(
+    session: Session,
+    user: User,
+    offset: int,
+    limit: int,
+    state: str | None = None,
+    dataset_id: int | None = None,
+) -> tuple[list[Search], int]:
+    """A filtered page of the searches ``user`` may see, newest first, and their total."""
+    base = visible_to(select(Search), Search, user)
+    if state is not None:
+        base = base.where(Search.state == state)
+    if dataset_id is not None:
+        base = base.where(Search.dataset_id == dataset_id)
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    rows = session.scalars(base.order_by(Search.id.desc()).offset(offset).limit(limit)).all()
+    return list(rows), total
+
+
+def count_active_for(session: Session, owner_id: int, states: Sequence[str]) -> int:
+    """How many of the owner's searches are in ``states``."""
+    stmt = select(func.count()).where(Search.owner_id == owner_id, Search.state.in_(states))
+    return session.scalar(stmt) or 0
+
+
+def in_states(session: Session, states: Sequence[str]) -> list[Search]:
+    """Every search in ``states``, highest priority first (the reconciler's work list)."""
+    stmt = (
+        select(Search)
+        .where(Search.state.in_(states))
+        .order_by(Search.priority.desc(), Search.id)
+    )
+    return list(session.scalars(stmt).all())
+
+
+def add(session: Session, search: Search) -> Search:
+    """Insert a search (flushed so its id is known)."""
+    session.add(search)
+    session.flush()
+    return search
+
+
+def delete_search(session: Session, search: Search) -> None:
+    """Delete a search and its cached trials."""
+    session.execute(delete(TrialSummary).where(TrialSummary.search_id == search.id))
+    session.delete(search)
+    session.flush()
+
+
+def trials_page(
+    session: Session, search_id: int, offset: int, limit: int, role: str | None = None
+) -> tuple[list[TrialSummary], int]:
+    """A page of a search's trials by number, and their total."""
+    base = select(TrialSummary).where(TrialSummary.search_id == search_id)
+    if role is not None:
+        base = base.where(TrialSummary.role == role)
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    rows = session.scalars(base.order_by(TrialSummary.number).offset(offset).limit(limit)).all()
+    return list(rows), total
+
+
+def trials_by_number(session: Session, search_id: int) -> dict[int, TrialSummary]:
+    """Every cached trial of a search keyed by number."""
+    rows = session.scalars(select(TrialSummary).where(TrialSummary.search_id == search_id)).all()
+    return {row.number: row for row in rows}
+
+
+def add_trial(session: Session, trial: TrialSummary) -> None:
+    """Insert a trial summary."""
+    session.add(trial)
+
+
+def running_trials(session: Session) -> list[TrialSummary]:
+    """Every trial summary currently RUNNING (the workers' current work)."""
+    rows = session.scalars(select(TrialSummary).where(TrialSummary.state == "RUNNING")).all()
+    return list(rows)
+
+
+def cancelled_with_open_study(session: Session) -> list[int]:
+    """Ids of cancelled searches whose study is still open (the reconciler closes them)."""
+    stmt = select(Search.id).where(
+        Search.state == "cancelled", Search.study_state.in_(("open", "finalizing"))
+    )
+    return list(session.scalars(stmt).all())

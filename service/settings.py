@@ -1,0 +1,98 @@
+"""Service configuration: one pydantic-settings class, read from ``AUGSEARCH_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; engines and stores are built from it in the app lifespan.
+
+    Attributes:
+        data_dir: Root of everything the service writes (database, artifacts, uploads).
+        database_url: SQLAlchemy URL of the service database; defaults to SQLite in ``data_dir``.
+        optuna_storage_url: Optuna RDB storage URL; defaults to the service database.
+        artifact_dir: Directory of the Optuna file-system artifact store (checkpoints).
+        artifact_store: Artifact store location: a directory or ``s3://bucket``; defaults to
+            ``artifact_dir``. Workers must be given the same one.
+        allowed_dataset_roots: Server directories under which datasets may be registered.
+        max_upload_bytes: Largest accepted archive upload.
+        max_trials: Largest trial budget one search may ask for.
+        max_epochs: Largest number of epochs in a search's trainer recipes.
+        max_page_size: Largest page a list endpoint returns.
+        max_concurrent_searches: Unfinished searches one user may have at a time.
+        single_user: Laptop mode: no tokens, everything belongs to the local user.
+        host: Address the server binds; single-user mode only binds loopback addresses.
+        reconcile_interval_s: Seconds between two reconciler passes.
+        heartbeat_interval_s: Optuna heartbeat interval used by embedded workers.
+        environment: ``development`` allows the embedded defaults; ``production`` refuses them.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AUGSEARCH_", extra="ignore")
+
+    data_dir: Path = Path("./augsearch-data")
+    database_url: str = ""
+    optuna_storage_url: str = ""
+    artifact_dir: Path | None = None
+    artifact_store: str = ""
+    allowed_dataset_roots: list[Path] = Field(default_factory=list)
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_trials: int = Field(default=1000, gt=0)
+    max_epochs: int = Field(default=200, gt=0)
+    max_page_size: int = Field(default=200, gt=0)
+    max_concurrent_searches: int = Field(default=8, gt=0)
+    single_user: bool = False
+    host: str = "127.0.0.1"
+    reconcile_interval_s: float = Field(default=2.0, gt=0)
+    heartbeat_interval_s: int = Field(default=30, gt=0)
+    environment: str = Field(default="development", pattern="^(development|production)$")
+
+    @model_validator(mode="after")
+    def _fill_defaults_and_refuse_unsafe(self) -> Self:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'augsearch.db'}"
+        if not self.optuna_storage_url:
+            self.optuna_storage_url = self.database_url
+        if self.artifact_dir is None:
+            self.artifact_dir = self.data_dir / "artifacts"
+        self.allowed_dataset_roots = [p.expanduser().resolve() for p in self.allowed_dataset_roots]
+        if self.single_user and self.host not in _LOOPBACK:
+            raise ValueError(
+                f"single-user mode has no authentication and must bind a loopback address, "
+                f"not {self.host!r}"
+            )
+        if self.environment == "production":
+            if self.single_user:
+                raise ValueError("single-user mode is refused in production")
+            if self.database_url.startswith("sqlite"):
+                raise ValueError("production needs a server database (PostgreSQL), not SQLite")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the service database is a SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def artifact_store_location(self) -> str:
+        """Where checkpoints live: ``artifact_store`` if set, else the artifact directory."""
+        return self.artifact_store or str(self.artifact_path)
+
+    @property
+    def artifact_path(self) -> Path:
+        """The artifact directory (always set after validation)."""
+        assert self.artifact_dir is not None  # filled by the validator
+        return self.artifact_dir
+
+    def ensure_dirs(self) -> None:
+        """Create the data and artifact directories (called at start-up, never at import)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.artifact_path.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "uploads").mkdir(exist_ok=True)

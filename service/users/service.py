@@ -1,0 +1,61 @@
+"""Accounts: the local user of single-user mode, token creation and token authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy.orm import Session
+
+from service.db.models import User
+from service.errors import Conflict, Unauthorized
+from service.users import repository
+
+LOCAL_USER = "local"
+TOKEN_PREFIX = "aug_"
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 of a token: tokens are random and long, so a fast hash is enough."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def ensure_local_user(session: Session) -> User:
+    """The owner of everything in single-user mode (an admin), created on first use."""
+    user = repository.get_by_name(session, LOCAL_USER)
+    return user if user is not None else repository.add(session, LOCAL_USER, is_admin=True)
+
+
+def create_user_with_token(
+    session: Session, name: str, is_admin: bool = False, token_name: str = ""
+) -> tuple[User, str]:
+    """Create a user (or reuse an existing one) and a new token; the clear token is returned once.
+
+    Raises:
+        Conflict: if the user exists with a different admin flag.
+    """
+    user = repository.get_by_name(session, name)
+    if user is None:
+        user = repository.add(session, name, is_admin)
+    elif user.is_admin != is_admin:
+        raise Conflict(f"user {name!r} exists with admin={user.is_admin}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    repository.add_token(session, user, hash_token(token), token_name)
+    return user, token
+
+
+def authenticate(session: Session, authorization: str | None) -> User:
+    """The user a ``Bearer`` Authorization header belongs to.
+
+    Raises:
+        Unauthorized: if the header is missing, malformed, or the token unknown or revoked.
+    """
+    if not authorization:
+        raise Unauthorized("missing bearer token")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    user = repository.user_for_token_hash(session, hash_token(token.strip()))
+    if user is None:
+        raise Unauthorized("invalid or revoked token")
+    return user

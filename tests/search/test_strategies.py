@@ -1,0 +1,137 @@
+"""Every search strategy passes the same contract, under random and TPE samplers."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from ops.policy import Policy
+from search.strategies import STRATEGIES, Strategy, get_strategy
+from search.strategies._fast_autoaugment import FastAutoAugmentStrategy
+from search.strategies._randaugment import RandAugmentStrategy
+from search.strategies.base import CO_PREFIX
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=3, multivariate=True)
+
+
+def _run(strategy: Strategy, sampler: str, seed: int, n: int = 6) -> list[Policy]:
+    study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, seed))
+    policies: list[Policy] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        policy = strategy.suggest(trial)
+        policies.append(policy)
+        # A value that depends on the policy, so TPE has something to model.
+        return float(len(policy.model_dump_json()) % 97)
+
+    study.optimize(objective, n_trials=n)
+    return policies
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+class TestStrategyContract:
+    """The contract of `Strategy`, run for every registered strategy."""
+
+    @pytest.mark.parametrize("sampler", ["random", "tpe"])
+    def test_suggest_returns_a_valid_policy_rebuilt_from_params(
+        self, name: str, sampler: str
+    ) -> None:
+        strategy = get_strategy(name)
+        study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, 1))
+        for _ in range(5):
+            trial = study.ask()
+            policy = strategy.suggest(trial)
+            assert isinstance(policy, Policy)
+            Policy.model_validate_json(policy.model_dump_json())
+            assert strategy.policy_from_params(trial.params) == policy
+            assert set(trial.params) == set(strategy.distributions())
+            study.tell(trial, 0.5)
+
+    @pytest.mark.parametrize("sampler", ["random", "tpe"])
+    def test_deterministic_under_a_seeded_sampler(self, name: str, sampler: str) -> None:
+        strategy = get_strategy(name)
+        assert _run(strategy, sampler, seed=7) == _run(strategy, sampler, seed=7)
+
+    def test_searchable_strategies_explore(self, name: str) -> None:
+        strategy = get_strategy(name)
+        distinct = {p.model_dump_json() for p in _run(strategy, "random", seed=3, n=8)}
+        assert (len(distinct) > 1) == strategy.searchable
+
+    def test_missing_params_name_the_parameter(self, name: str) -> None:
+        strategy = get_strategy(name)
+        if not strategy.distributions():
+            # Nothing can be missing: the fixed policy is rebuilt from no params at all.
+            assert strategy.policy_from_params({}) == strategy.build_policy({})
+            return
+        with pytest.raises(ValueError, match="params lack"):
+            strategy.policy_from_params({})
+
+    def test_grid_points_lie_in_the_space(self, name: str) -> None:
+        strategy = get_strategy(name)
+        grid = strategy.grid()
+        if grid is None:
+            return
+        space = strategy.distributions()
+        assert set(grid) == set(space)
+        for param, values in grid.items():
+            assert all(space[param]._contains(space[param].to_internal_repr(v)) for v in values)
+
+
+def test_unknown_strategy_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown strategy 'bogus'"):
+        get_strategy("bogus")
+
+
+def test_autoaugment_discretises_like_the_paper() -> None:
+    strategy = get_strategy("autoaugment")
+    params = {}
+    for i in range(strategy.num_sub_policies):
+        for j in range(2):
+            params |= {f"op_{i}_{j}": "Rotate", f"p_{i}_{j}": 7, f"m_{i}_{j}": 9}
+    policy = strategy.policy_from_params(params)
+    assert len(policy.sub_policies) == 5
+    step = policy.sub_policies[0][0]
+    assert (step.op, step.p, step.magnitude) == ("Rotate", 0.7, 1.0)
+
+
+def test_co_search_knobs_reach_policy_and_recipe() -> None:
+    from search.spec import CoSearch, Range
+
+    strategy = RandAugmentStrategy()
+    strategy.co_search = CoSearch(
+        mixup_alpha=Range(low=0.0, high=1.0),
+        weight_decay=Range(low=1e-5, high=1e-2, log=True),
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    policy = strategy.suggest(trial)
+    assert policy.mix.mixup_alpha == trial.params[CO_PREFIX + "mixup_alpha"]
+    assert strategy.recipe_overrides(trial.params) == {
+        "weight_decay": trial.params[CO_PREFIX + "weight_decay"]
+    }
+    assert strategy.grid() is None
+
+
+def test_fast_autoaugment_merges_the_top_candidates_without_repeats() -> None:
+    strategy = FastAutoAugmentStrategy()
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    for value in (0.1, 0.9, 0.5, 0.7):
+        trial = study.ask()
+        strategy.suggest(trial)
+        study.tell(trial, value)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    merged = strategy.merge(trials)
+    by_value = sorted(trials, key=lambda t: -(t.value or 0))[: strategy.top_n]
+    expected = [s for t in by_value for s in strategy.policy_from_params(t.params).sub_policies]
+    assert merged.sub_policies == expected
+    with pytest.raises(ValueError, match="no complete candidate"):
+        strategy.merge([])
