@@ -21,7 +21,9 @@ def _url() -> str:
     return url if url else Settings().database_url
 
 
-def _include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def _include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     # Optuna's tables share the database; only ours are compared and migrated.
     if type_ == "table":
         return bool(name and name.startswith("augsearch_")) and name != VERSION_TABLE

@@ -142,7 +142,7 @@ class BatchAugmenter:
         apply = torch.rand(n, generator=gen, device=dev) < policy.p
         if policy.kind == "trivialaugment":
             bins = torch.randint(TRIVIAL_BINS, (n,), generator=gen, device=dev)
-            return op_index, apply, bins.float() / (TRIVIAL_BINS - 1)
+            return op_index, apply, bins
         noise = torch.randn(n, generator=gen, device=dev) * policy.m_std
         return op_index, apply, (policy.m + noise).clamp_(0.0, 1.0)
 
@@ -159,7 +159,10 @@ class BatchAugmenter:
             if not op.has_magnitude:
                 continue
             size = {"TranslateY": height, "Cutout": min(height, width)}.get(op.name, width)
-            value = op.magnitude_to_arg(magnitude, wide=self.policy.wide, size=size)
+            if magnitude.dtype == torch.long:  # TrivialAugment bins: torchvision's exact table
+                value = op.bin_to_arg(magnitude, TRIVIAL_BINS, self.policy.wide, size)
+            else:
+                value = op.magnitude_to_arg(magnitude, wide=self.policy.wide, size=size)
             if op.signed:
                 value = torch.where(negative, -value, value)
             arg = torch.where(op_index == k, value, arg)
@@ -201,7 +204,9 @@ class BatchAugmenter:
         for k, op in enumerate(self._defs):
             chosen = apply & (op_index == k)
             if op.matrix is not None:
-                theta[chosen] = op.matrix(arg[chosen], height, width)
+                # Masked select instead of boolean indexing: no host sync per op.
+                matrix = op.matrix(arg, height, width)
+                theta = torch.where(chosen.view(-1, 1, 1), matrix, theta)
                 warped |= chosen
                 continue
             if op.name == "Identity":

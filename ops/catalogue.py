@@ -110,6 +110,25 @@ class OpDef:
             return torch.trunc(arg) if isinstance(arg, Tensor) else float(math.trunc(arg))
         return arg
 
+    def bin_to_arg(self, bins: Tensor, num_bins: int, wide: bool = False, size: int = 1) -> Tensor:
+        """Map magnitude bins to arguments exactly as torchvision's float32 ``linspace`` tables.
+
+        ``bin_to_arg(b, k)`` equals ``magnitude_to_arg(b / (k - 1))`` up to float32 rounding,
+        which matters where torchvision truncates (e.g. its TrivialAugmentWide translate bin 15
+        is 15.999999 px, hence 15 px).
+        """
+        low, high, relative = self.range(wide)
+        scale = float(size) if relative else 1.0
+        if self.name == "Posterize":  # torchvision's own integer formula
+            step = (num_bins - 1) / (low - high)
+            table = (low - torch.arange(num_bins) / step).round()
+        else:
+            table = torch.linspace(low * scale, high * scale, num_bins)
+        arg = table.to(bins.device)[bins]
+        if self.rounding == "round":
+            return torch.round(arg)
+        return torch.trunc(arg) if self.rounding == "trunc" else arg
+
 
 #: TrivialAugmentWide's ranges: name -> (low, high, relative). Other ops keep their standard range.
 WIDE_RANGES: dict[str, tuple[float, float, bool]] = {

@@ -43,8 +43,14 @@ def describe_policy(policy: Policy) -> list[str]:
         lines.append(f"  Ops: {ops}.")
     base = policy.base
     if base.crop_padding or base.hflip or base.vflip:
-        parts = [f"random crop with {base.crop_padding} px zero padding"] if base.crop_padding else []
-        parts += [name for name, on in (("horizontal flip", base.hflip), ("vertical flip", base.vflip)) if on]
+        parts = (
+            [f"random crop with {base.crop_padding} px zero padding"] if base.crop_padding else []
+        )
+        parts += [
+            name
+            for name, on in (("horizontal flip", base.hflip), ("vertical flip", base.vflip))
+            if on
+        ]
         lines.append("Base: " + ", ".join(parts) + ".")
     mix = policy.mix
     if mix.active:

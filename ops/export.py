@@ -45,9 +45,10 @@ def _torchvision_ops(policy: Policy) -> v2.Transform | None:
                 level = _integral(policy.m * (bins - 1))
                 if level is not None:
                     return v2.RandAugment(policy.n, level, num_magnitude_bins=bins)
-    elif policy.kind == "trivialaugment" and _standard_ops(policy) and policy.wide:
-        if policy.p == 1.0:
-            return v2.TrivialAugmentWide()
+    elif (
+        policy.kind == "trivialaugment" and _standard_ops(policy) and policy.wide and policy.p == 1
+    ):
+        return v2.TrivialAugmentWide()
     return TorchvisionPolicy(policy)
 
 
@@ -63,7 +64,7 @@ def to_torchvision(policy: Policy) -> v2.Compose:
     ops = _torchvision_ops(policy)
     if ops is not None:
         transforms.append(ops)
-    return v2.Compose(transforms)
+    return v2.Compose(transforms or [v2.Identity()])
 
 
 def to_timm(policy: Policy) -> str:
@@ -220,6 +221,8 @@ def _tv_code(transform: Any) -> str | None:
     if isinstance(transform, v2.RandAugment):
         return (f"v2.RandAugment(num_ops={transform.num_ops}, magnitude={transform.magnitude}, "
                 f"num_magnitude_bins={transform.num_magnitude_bins})")  # fmt: skip
+    if isinstance(transform, v2.Identity):
+        return "v2.Identity()"
     if isinstance(transform, v2.TrivialAugmentWide):
         return "v2.TrivialAugmentWide()"
     if isinstance(transform, v2.AutoAugment):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as nnf
 from torch import Tensor
 
 _GRAY = (0.2989, 0.587, 0.114)
@@ -211,7 +210,7 @@ def contrast(images: Tensor, arg: Tensor) -> Tensor:
 def _box_sum(images: Tensor) -> Tensor:
     """3x3 neighbourhood sums of the interior pixels, exact in int32 for uint8 input."""
     work = images if images.is_floating_point() else images.to(torch.int32)
-    h, w = work.shape[-2:]
+    _h, w = work.shape[-2:]
     rows = work[..., :-2, :] + work[..., 1:-1, :] + work[..., 2:, :]
     return rows[..., :-2] + rows[..., 1 : w - 1] + rows[..., 2:]
 
@@ -319,7 +318,7 @@ def cutout(images: Tensor, arg: Tensor, centre: Tensor) -> Tensor:
         centre: (N, 2) uniform draws in [0, 1) giving the (row, column) of each centre.
     """
     _check(images, arg)
-    n, _, h, w = images.shape
+    _n, _, h, w = images.shape
     side = arg.to(images.device).round().long()
     cy = (centre[:, 0].to(images.device) * h).long().clamp_(0, h - 1)
     cx = (centre[:, 1].to(images.device) * w).long().clamp_(0, w - 1)

@@ -18,9 +18,15 @@ def soft_targets(labels: Tensor, num_classes: int, smoothing: float) -> Tensor:
     if labels.ndim != 1:
         raise ValueError(f"labels must be a 1-D tensor of class indices, got {labels.shape}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
-    targets = torch.full((labels.shape[0], num_classes), smoothing / num_classes, device=labels.device)
-    return targets.scatter_(1, labels.long().unsqueeze(1), 1.0 - smoothing + smoothing / num_classes)
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}"
+        )
+    targets = torch.full(
+        (labels.shape[0], num_classes), smoothing / num_classes, device=labels.device
+    )
+    return targets.scatter_(
+        1, labels.long().unsqueeze(1), 1.0 - smoothing + smoothing / num_classes
+    )
 
 
 def _beta(alpha: float, n: int, generator: torch.Generator) -> Tensor:
@@ -49,7 +55,7 @@ def _box_masks(lam: Tensor, height: int, width: int, gen: torch.Generator) -> Te
 def _cutout(images: Tensor, side: float, gen: torch.Generator) -> Tensor:
     n, _, height, width = images.shape
     pixels = side * min(height, width) if side < 1 else side
-    size = int(round(pixels))
+    size = round(pixels)
     if size <= 0:
         return images
     cy = torch.randint(0, height, (n,), generator=gen, device=gen.device).to(images.device)
@@ -86,7 +92,7 @@ def mix_batch(
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     targets = soft_targets(labels, num_classes, mix.label_smoothing)
-    n, _, height, width = images.shape
+    n, _, _height, _width = images.shape
     if n and (mix.mixup_alpha > 0 or mix.cutmix_alpha > 0):
         images, targets = _mix(images, targets, mix, generator)
     if mix.cutout > 0 and n:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ops.catalogue import OPS, STANDARD_OPS, get_op
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 #: timm's default probability of applying each RandAugment op.

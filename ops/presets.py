@@ -98,6 +98,7 @@ AUTOAUGMENT_SVHN: list[list[list[Any]]] = [
     [["ShearX", 0.7, 2], ["Invert", 0.1, None]],
 ]
 
+
 def _build() -> dict[str, Policy]:
     return {
         "none": Policy(kind="none"),

@@ -49,12 +49,12 @@ def _apply_one(image: Tensor, name: str, arg: float, centre: tuple[float, float]
         "FlipUD": lambda: tvf.vertical_flip(image),
     }
     if name in simple:
-        return simple[name]()  # type: ignore[no-any-return]
+        return simple[name]()
     if name == "SolarizeAdd":
-        added = (image.to(torch.int16) + int(round(arg))).clamp(0, 255).to(torch.uint8)
+        added = (image.to(torch.int16) + round(arg)).clamp(0, 255).to(torch.uint8)
         return torch.where(image < 128, added, image)
     if name == "Cutout":
-        side = int(round(arg))
+        side = round(arg)
         cy, cx = min(int(centre[0] * h), h - 1), min(int(centre[1] * w), w - 1)
         top, left = max(cy - side // 2, 0), max(cx - side // 2, 0)
         bottom, right = min(cy - side // 2 + side, h), min(cx - side // 2 + side, w)

@@ -435,6 +435,8 @@ def fail_stale(storage: RDBStorage | str, search_id: str) -> list[int]:
         storage = make_storage(storage)
     study = _load_plain(storage, search_id)
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     return sorted(running - still)

@@ -142,9 +142,7 @@ class AirbenchNet(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_width, 2, padding=0, bias=True), nn.GELU()
         )
-        self.groups = nn.Sequential(
-            ConvGroup(stem_width, w1), ConvGroup(w1, w2), ConvGroup(w2, w3)
-        )
+        self.groups = nn.Sequential(ConvGroup(stem_width, w1), ConvGroup(w1, w2), ConvGroup(w2, w3))
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(w3, num_classes, bias=False)

@@ -119,7 +119,7 @@ class Objective:
             self._check_start(study, trial, spec, role)
             value = self._run(trial, spec, role)
             if role == "search":
-                self._claim_slot(study, trial, spec)
+                claim_budget_slot(study, trial, spec.n_trials)
             return value
         except optuna.TrialPruned:
             raise
@@ -159,21 +159,6 @@ class Objective:
         )
         if complete + running >= spec.n_trials:
             raise optuna.TrialPruned("budget reached: no slot for another search trial")
-
-    def _claim_slot(self, study: optuna.Study, trial: optuna.Trial, spec: SearchSpec) -> None:
-        trial.set_user_attr("finishing", True)
-        trials = study.get_trials(deepcopy=False)
-        complete = _count(trials, TrialState.COMPLETE)
-        flagged = sum(
-            1
-            for t in trials
-            if t.number != trial.number
-            and t.state == TrialState.RUNNING
-            and role_of(t) == "search"
-            and t.user_attrs.get("finishing")
-        )
-        if complete + flagged >= spec.n_trials:
-            raise optuna.TrialPruned("budget filled by other trials while this one ran")
 
     def _run(self, trial: optuna.Trial, spec: SearchSpec, role: str) -> float:
         strategy = get_strategy(spec.strategy, spec)
@@ -280,6 +265,29 @@ class Objective:
         trial.set_user_attr("model_card", card_id)
         trial.set_user_attr("sha256", sha)
         return metrics["val_accuracy"]
+
+
+def claim_budget_slot(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> None:
+    """Let a finished search trial complete only if the budget has a slot left for it.
+
+    Writes the ``finishing`` flag first, then counts complete search trials plus the other
+    flagged running ones: of two racing trials the later reader always sees the other.
+
+    Raises:
+        optuna.TrialPruned: when the budget is already filled.
+    """
+    trial.set_user_attr("finishing", True)
+    trials = study.get_trials(deepcopy=False)
+    flagged = sum(
+        1
+        for t in trials
+        if t.number != trial.number
+        and t.state == TrialState.RUNNING
+        and role_of(t) == "search"
+        and t.user_attrs.get("finishing")
+    )
+    if _count(trials, TrialState.COMPLETE) + flagged >= n_trials:
+        raise optuna.TrialPruned("budget filled by other trials while this one ran")
 
 
 def _count(trials: list[FrozenTrial], state: TrialState) -> int:

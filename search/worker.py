@@ -175,7 +175,7 @@ class Worker:
             if self.search_ids is not None and search_id not in self.search_ids:
                 continue
             study = self.study(search_id)
-            optuna.storages.fail_stale_trials(study)
+            _fail_stale(study)
             running = self._work(study, summary.user_attrs["state"])
             if running is None:
                 lifecycle.advance(self.storage, search_id)
@@ -247,6 +247,12 @@ class Worker:
                 "last_seen": datetime.now(UTC).isoformat(),
             },
         )
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def workers_alive(storage_url: str, within_s: float = 120.0) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from service.catalogue.endpoints import router as catalogue_router
 from service.checkpoints.endpoints import router as checkpoints_router
+from service.dashboard import install_dashboard
 from service.datasets.endpoints import router as datasets_router
 from service.deps import RuntimeDep
 from service.errors import install_error_handlers
@@ -68,18 +69,23 @@ def _health_router() -> APIRouter:
         ok = "://" in artifacts or runtime.settings.artifact_path.is_dir()
         checks["artifact_store"] = "ok" if ok else "error: missing directory"
         healthy = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
-                            status_code=200 if healthy else 503)
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", "checks": checks},
+            status_code=200 if healthy else 503,
+        )
 
     return health
 
 
-def create_app(settings: Settings | None = None, *, reconcile: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, reconcile: bool = True, dashboard: bool = True
+) -> FastAPI:
     """Build the application; resources are created in its lifespan, not here.
 
     Args:
         settings: Configuration (read from the environment if omitted).
         reconcile: Run the reconciler as a background task (tests drive it by hand).
+        dashboard: Serve the browser dashboard at ``/`` (``service.dashboard``).
 
     Returns:
         The FastAPI app.
@@ -116,4 +122,6 @@ def create_app(settings: Settings | None = None, *, reconcile: bool = True) -> F
     install_error_handlers(app)
     app.include_router(_api_router())
     app.include_router(_health_router())
+    if dashboard:
+        install_dashboard(app)
     return app

@@ -22,7 +22,9 @@ from service.cli_client import (
 )
 from service.settings import Settings
 
-app = typer.Typer(name="augsearch", help="Augmentation-policy search service.", no_args_is_help=True)
+app = typer.Typer(
+    name="augsearch", help="Augmentation-policy search service.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -95,37 +97,44 @@ def token_create(
 
 @app.command()
 def worker(
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: settings).")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: settings).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
-    gpus: Annotated[str | None, typer.Option(help="Comma-separated GPU ids: one process each.")] = None,
-    artifact_dir: Annotated[str | None, typer.Option(help="Artifact store (path or s3://bucket).")] = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="Comma-separated GPU ids: one process each.")
+    ] = None,
+    artifact_dir: Annotated[
+        str | None, typer.Option(help="Artifact store (path or s3://bucket).")
+    ] = None,
 ) -> None:
     """Run a worker that pulls trials from the Optuna storage (one process per GPU)."""
     settings = _settings()
     storage_url = storage or settings.optuna_storage_url
     artifacts = artifact_dir or settings.artifact_store_location
-    if gpus:
-        ids = [g.strip() for g in gpus.split(",") if g.strip()]
-        procs = [_spawn_worker(storage_url, f"cuda:{g}", artifacts) for g in ids]
-        _wait_children(procs)
-        return
-    from search.worker import run_worker
+    kwargs = {
+        "heartbeat_interval": settings.heartbeat_interval_s,
+        "poll_interval": settings.worker_poll_s,
+        "data_cache_dir": str(settings.data_dir / "cache"),
+    }
+    from search.worker import run_worker, run_workers
 
-    run_worker(storage_url, device=device, artifact_dir=artifacts)
+    try:
+        if gpus:
+            ids = [int(g) for g in gpus.split(",") if g.strip()]
+            code = run_workers(storage_url, ids, artifacts, **kwargs)
+        else:
+            code = run_worker(storage_url, device, artifacts, **kwargs)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=1) from exc
+    raise typer.Exit(code=code)
 
 
 def _spawn_worker(storage_url: str, device: str, artifacts: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "service.cli", "worker", "--storage", storage_url,
            "--device", device, "--artifact-dir", artifacts]  # fmt: skip
     return subprocess.Popen(cmd)
-
-
-def _wait_children(procs: list[subprocess.Popen[bytes]]) -> None:
-    try:
-        for proc in procs:
-            proc.wait()
-    finally:
-        _stop_children(procs)
 
 
 def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -139,22 +148,9 @@ def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def mount_optuna_dashboard(app_: object, settings: Settings) -> None:
-    """Hook for ``serve --optuna-dashboard``: mount optuna-dashboard next to the API.
-
-    The dashboard package owns this integration (it must be mounted at ``/`` after the API
-    routes, since its bundle calls absolute ``/api`` paths); until it is provided, the flag
-    reports that it is unavailable.
-    """
-    try:
-        from service.dashboard import mount_optuna_dashboard as mount  # type: ignore[attr-defined]
-    except ImportError as exc:
-        console.print(f"[red]error:[/red] --optuna-dashboard is not available here: {exc}")
-        raise typer.Exit(code=1) from exc
-    mount(app_, settings)
-
-
-def run_server(settings: Settings, port: int, workers: int, device: str, optuna_dashboard: bool) -> None:
+def run_server(
+    settings: Settings, port: int, workers: int, device: str, optuna_dashboard: bool
+) -> None:
     """Start embedded workers, then the API server (blocking until interrupted)."""
     import uvicorn
 
@@ -165,10 +161,16 @@ def run_server(settings: Settings, port: int, workers: int, device: str, optuna_
     if settings.is_sqlite:
         upgrade(settings.database_url)  # the embedded default migrates itself
     if settings.single_user:
-        console.print("[bold yellow]SINGLE-USER MODE: no authentication; loopback only.[/bold yellow]")
+        console.print(
+            "[bold yellow]SINGLE-USER MODE: no authentication; loopback only.[/bold yellow]"
+        )
     api = create_app(settings)
     if optuna_dashboard:
-        mount_optuna_dashboard(api, settings)
+        # optuna-dashboard runs beside the API for its lifetime (service.dashboard owns it).
+        from service.dashboard import mount_optuna_dashboard
+
+        url = mount_optuna_dashboard(api, settings)
+        console.print(f"optuna-dashboard: {url}")
     procs = [_spawn_worker(settings.optuna_storage_url, device, settings.artifact_store_location)
              for _ in range(workers)]  # fmt: skip
     try:
@@ -183,7 +185,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Embedded worker processes.", min=0, max=64)] = 0,
     device: Annotated[str, typer.Option(help="Device of the embedded workers.")] = "cpu",
-    optuna_dashboard: Annotated[bool, typer.Option("--optuna-dashboard", help="Also serve optuna-dashboard.")] = False,
+    optuna_dashboard: Annotated[
+        bool, typer.Option("--optuna-dashboard", help="Also serve optuna-dashboard.")
+    ] = False,
 ) -> None:
     """Serve the API (and optionally embedded workers)."""
     settings = _settings(host=host)
@@ -215,7 +219,9 @@ def _demo_driver(url: str, stop: threading.Event) -> None:
 
 @app.command()
 def demo(
-    host: Annotated[str, typer.Option(help="Bind address (loopback: single-user mode).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Bind address (loopback: single-user mode).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
 ) -> None:

@@ -46,7 +46,9 @@ def dataset_add(
     source: Annotated[str, typer.Argument(help="digits | torchvision | path | archive")],
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     dataset: Annotated[str | None, typer.Option(help="torchvision dataset (CIFAR10...).")] = None,
-    path: Annotated[str | None, typer.Option(help="Server path (path) or local file (archive).")] = None,
+    path: Annotated[
+        str | None, typer.Option(help="Server path (path) or local file (archive).")
+    ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -56,7 +58,9 @@ def dataset_add(
             raise _fail("source 'archive' needs --path to a local zip/tar file")
         result = _call(url, token, Client.upload_dataset, Path(path), name)
     elif source in ("digits", "torchvision", "path"):
-        result = _call(url, token, Client.add_dataset, source, name=name, dataset=dataset, path=path)
+        result = _call(
+            url, token, Client.add_dataset, source, name=name, dataset=dataset, path=path
+        )
     else:
         raise _fail(f"unknown source {source!r}: use digits, torchvision, path or archive")
     console.print(f"dataset {result['id']}: {result['name']} ({result['num_images']} images)")
@@ -75,7 +79,9 @@ def dataset_list(url: UrlOpt = None, token: TokenOpt = None) -> None:
     console.print(table)
 
 
-def _spec_from(spec_file: Path | None, n_trials: int | None, epochs: int | None, strategy: str | None) -> dict[str, Any]:
+def _spec_from(
+    spec_file: Path | None, n_trials: int | None, epochs: int | None, strategy: str | None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if spec_file is not None:
         try:
@@ -93,17 +99,31 @@ def _spec_from(spec_file: Path | None, n_trials: int | None, epochs: int | None,
     return spec
 
 
-def wait_for(url: str | None, token: str | None, search_id: int, poll_s: float = 2.0) -> dict[str, Any]:
+def wait_for(
+    url: str | None, token: str | None, search_id: int, poll_s: float = 2.0
+) -> dict[str, Any]:
     """Follow a search with a progress bar until it reaches a final state."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(f"search {search_id}", total=None)
         while True:
             search = _call(url, token, Client.search, search_id)
             prog = search["progress"]
             best = search["best_value"]
-            label = f"search {search_id} [{search['state']}]" + (f" best {best:.4f}" if best is not None else "")
-            bar.update(task, total=prog.get("n_trials") or None, completed=prog.get("complete", 0), description=label)
+            label = f"search {search_id} [{search['state']}]" + (
+                f" best {best:.4f}" if best is not None else ""
+            )
+            bar.update(
+                task,
+                total=prog.get("n_trials") or None,
+                completed=prog.get("complete", 0),
+                description=label,
+            )
             if search["state"] in FINAL_STATES:
                 return dict(search)
             time.sleep(poll_s)
@@ -112,7 +132,9 @@ def wait_for(url: str | None, token: str | None, search_id: int, poll_s: float =
 @search_app.command("start")
 def search_start(
     dataset: Annotated[int, typer.Option(help="Dataset id.")],
-    spec_file: Annotated[Path | None, typer.Option("--spec", help="JSON file with the SearchSpec (without dataset).")] = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec", help="JSON file with the SearchSpec (without dataset).")
+    ] = None,
     n_trials: Annotated[int | None, typer.Option(help="Budget of search trials.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial.")] = None,
     strategy: Annotated[str | None, typer.Option(help="autoaugment, randaugment, ...")] = None,
@@ -166,7 +188,9 @@ def search_cancel(search_id: int, url: UrlOpt = None, token: TokenOpt = None) ->
 def policy_get(
     dataset: Annotated[int | None, typer.Option(help="Best policy of this dataset.")] = None,
     search: Annotated[int | None, typer.Option(help="Policy of this search.")] = None,
-    format: Annotated[str, typer.Option(help="json | torchvision | albumentations | timm")] = "json",
+    format: Annotated[
+        str, typer.Option(help="json | torchvision | albumentations | timm")
+    ] = "json",
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -186,7 +210,9 @@ def policy_get(
 @checkpoint_app.command("get")
 def checkpoint_get(
     search_id: int,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Destination file.")] = Path("model.safetensors"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Destination file.")] = Path(
+        "model.safetensors"
+    ),
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:

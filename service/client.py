@@ -113,7 +113,9 @@ class Client:
         result: dict[str, Any] = self._json("POST", "/searches", json=body)
         return result
 
-    def searches(self, state: str | None = None, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+    def searches(
+        self, state: str | None = None, offset: int = 0, limit: int = 50
+    ) -> dict[str, Any]:
         """A page of searches, optionally filtered by state."""
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if state:
@@ -143,7 +145,9 @@ class Client:
         """The best policy of a dataset or a search, in ``format``."""
         if (dataset is None) == (search is None):
             raise ValueError("pass exactly one of dataset= or search=")
-        path = f"/datasets/{dataset}/policy" if dataset is not None else f"/searches/{search}/policy"
+        path = (
+            f"/datasets/{dataset}/policy" if dataset is not None else f"/searches/{search}/policy"
+        )
         result: dict[str, Any] = self._json("GET", path, params={"format": format})
         return result
 
@@ -164,7 +168,9 @@ class Client:
                     out.write(chunk)
         if digest.hexdigest() != expected:
             tmp.unlink(missing_ok=True)
-            raise ApiError(0, f"checksum mismatch: got {digest.hexdigest()}, server says {expected}")
+            raise ApiError(
+                0, f"checksum mismatch: got {digest.hexdigest()}, server says {expected}"
+            )
         tmp.replace(dest)
         return expected
 

@@ -44,7 +44,9 @@ class LeaderLock:
         if self._engine.dialect.name == "postgresql":
             conn = self._engine.connect()
             got = bool(
-                conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}).scalar()
+                conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY}
+                ).scalar()
             )
             conn.commit()
             if got:
@@ -70,9 +72,7 @@ class LeaderLock:
         """Give leadership up (idempotent)."""
         if self._conn is not None:
             try:
-                self._conn.execute(
-                    text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY}
-                )
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
                 self._conn.commit()
             finally:
                 self._conn.close()

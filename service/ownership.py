@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select
-from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import InstrumentedAttribute
 
 from service.db.models import User
-
-
-class Owned(Protocol):
-    """A model with an ``owner_id`` column."""
-
-    owner_id: Mapped[int]
-
 
 S = TypeVar("S", bound=Select[Any])
 
 
-def visible_to(stmt: S, model: type[Owned], user: User) -> S:
-    """Restrict ``stmt`` to ``user``'s rows; admins see everything.
+def visible_to(stmt: S, owner_column: InstrumentedAttribute[int], user: User) -> S:
+    """Restrict ``stmt`` to ``user``'s rows (``owner_column`` is the model's owner id).
 
-    Another user's rows are filtered out, so their ids answer 404, never 403.
+    Admins see everything. Another user's rows are filtered out, so their ids answer 404,
+    never 403.
     """
     if user.is_admin:
         return stmt
-    return stmt.where(model.owner_id == user.id)
+    return stmt.where(owner_column == user.id)

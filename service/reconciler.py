@@ -50,8 +50,7 @@ class Reconciler:
             return 0
         with self.runtime.transaction() as session:
             work = [
-                s.id
-                for s in searches.in_states(session, ["queued", "running", "finalizing"])
+                s.id for s in searches.in_states(session, ["queued", "running", "finalizing"])
             ] + searches.cancelled_with_open_study(session)
         for search_id in work:
             try:
@@ -128,13 +127,20 @@ class Reconciler:
         if result.get("checkpoint"):
             path, card = self._fetch_checkpoint(search.id, result)
             checkpoints.upsert(
-                session, search.id, str(result["checkpoint"]), str(path), str(result["sha256"]), card
+                session,
+                search.id,
+                str(result["checkpoint"]),
+                str(path),
+                str(result["sha256"]),
+                card,
             )
         if result.get("accuracy") is not None:
             search.best_value = float(result["accuracy"])
         self.runtime.policy_cache.invalidate(search.dataset_id)
 
-    def _fetch_checkpoint(self, search_id: int, result: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    def _fetch_checkpoint(
+        self, search_id: int, result: dict[str, Any]
+    ) -> tuple[Path, dict[str, Any]]:
         """Copy the final checkpoint out of the artifact store, checking its sha256."""
         import optuna
 
@@ -181,4 +187,3 @@ class Reconciler:
             self.run_once()
         except Exception:
             log.exception("reconciler pass failed")
-

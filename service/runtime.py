@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import User
 from service.db.engine import make_engine, make_sessionmaker
+from service.db.models import User
 from service.policies.cache import PolicyCache
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from optuna.storages import BaseStorage
+    from optuna.storages import RDBStorage
 
 
-def make_optuna_storage(settings: Settings) -> BaseStorage:
+def make_optuna_storage(settings: Settings) -> RDBStorage:
     """Optuna's RDB storage on the configured URL, with heartbeats and stale-trial retry.
 
     Args:
@@ -45,7 +45,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     policy_cache: PolicyCache = field(default_factory=PolicyCache)
     local_user: User | None = None
-    _storage: BaseStorage | None = None
+    _storage: RDBStorage | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -56,7 +56,7 @@ class Runtime:
         return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
 
     @property
-    def storage(self) -> BaseStorage:
+    def storage(self) -> RDBStorage:
         """The Optuna storage, built on first use (creating it touches the database)."""
         with self._lock:
             if self._storage is None:

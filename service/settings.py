@@ -30,7 +30,8 @@ class Settings(BaseSettings):
         single_user: Laptop mode: no tokens, everything belongs to the local user.
         host: Address the server binds; single-user mode only binds loopback addresses.
         reconcile_interval_s: Seconds between two reconciler passes.
-        heartbeat_interval_s: Optuna heartbeat interval used by embedded workers.
+        heartbeat_interval_s: Optuna heartbeat interval of workers and the reconciler's storage.
+        worker_poll_s: Seconds an idle worker started by the CLI waits between looks for work.
         environment: ``development`` allows the embedded defaults; ``production`` refuses them.
     """
 
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     heartbeat_interval_s: int = Field(default=30, gt=0)
+    worker_poll_s: float = Field(default=2.0, gt=0)
     environment: str = Field(default="development", pattern="^(development|production)$")
 
     @model_validator(mode="after")

@@ -2,10 +2,10 @@
 
 CIFAR is read from the *binary* distributions (``cifar-10-batches-bin``: one label byte and
 3072 pixel bytes per record; ``cifar-100-binary``: coarse and fine label bytes, then the
-pixels), never from the Python-pickle distribution. MNIST and FashionMNIST are parsed from the
-idx files (plain or gzipped) in ``<root>/<Name>/raw`` as torchvision lays them out, SVHN from
-``<root>/<split>_32x32.mat`` with scipy. With ``download=True`` the missing files are fetched
-with torchvision's download helpers.
+pixels), never from the "python version", whose batches can run code when read. MNIST and
+FashionMNIST are parsed from the idx files (plain or gzipped) in ``<root>/<Name>/raw`` as
+torchvision lays them out, SVHN from ``<root>/<split>_32x32.mat`` with scipy. With
+``download=True`` the missing files are fetched with torchvision's download helpers.
 """
 
 from __future__ import annotations
@@ -62,17 +62,22 @@ def _idx_files(root: Path, name: str, split: str) -> list[Path]:
     return found
 
 
+def _root_and_name(spec: DatasetSpec) -> tuple[Path, str]:
+    if spec.path is None or spec.name is None:
+        raise DatasetError("a torchvision dataset needs a path and a name")
+    return Path(spec.path), spec.name
+
+
 def source_files(spec: DatasetSpec) -> list[Path]:
     """The files a torchvision spec reads (which may not exist yet)."""
-    assert spec.path is not None and spec.name is not None  # checked by DatasetSpec
-    root = Path(spec.path)
-    if spec.name in _CIFAR_DIRS:
+    root, name = _root_and_name(spec)
+    if name in _CIFAR_DIRS:
         if spec.split not in ("train", "test"):
-            raise DatasetError(f"{spec.name} has no split {spec.split!r}")
-        return _cifar_files(root, spec.name, spec.split)
-    if spec.name == "SVHN":
+            raise DatasetError(f"{name} has no split {spec.split!r}")
+        return _cifar_files(root, name, spec.split)
+    if name == "SVHN":
         return [root / f"{spec.split}_32x32.mat"]
-    return _idx_files(root, spec.name, spec.split)
+    return _idx_files(root, name, spec.split)
 
 
 def _download(spec: DatasetSpec) -> None:
@@ -80,16 +85,15 @@ def _download(spec: DatasetSpec) -> None:
     from torchvision.datasets import MNIST, SVHN, FashionMNIST
     from torchvision.datasets.utils import download_and_extract_archive, download_url
 
-    assert spec.path is not None and spec.name is not None
-    root = Path(spec.path)
-    if spec.name in _CIFAR_URLS:
-        download_and_extract_archive(_CIFAR_URLS[spec.name], root)
-    elif spec.name == "SVHN":
+    root, name = _root_and_name(spec)
+    if name in _CIFAR_URLS:
+        download_and_extract_archive(_CIFAR_URLS[name], root)
+    elif name == "SVHN":
         url, filename, md5 = SVHN.split_list[spec.split]
         download_url(url, root, filename, md5)
     else:
-        source = MNIST if spec.name == "MNIST" else FashionMNIST
-        raw = root / spec.name / "raw"
+        source = MNIST if name == "MNIST" else FashionMNIST
+        raw = root / name / "raw"
         for filename, md5 in source.resources:
             download_and_extract_archive(source.mirrors[0] + filename, raw, md5=md5)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -56,13 +57,14 @@ def make_sampler(spec: SearchSpec, strategy: Strategy, seed: int) -> BaseSampler
         return _StaticSpaceCmaEsSampler(
             strategy.distributions(), seed=seed, n_startup_trials=startup
         )
-    return TPESampler(
-        seed=seed,
-        multivariate=True,
-        group=True,
-        n_startup_trials=len(spec.baselines) + startup,
-        warn_independent_sampling=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return TPESampler(
+            seed=seed,
+            multivariate=True,
+            group=True,
+            n_startup_trials=len(spec.baselines) + startup,
+        )
 
 
 def make_pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:

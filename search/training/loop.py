@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -282,6 +283,10 @@ def train(
     if recipe.train_subset is not None and recipe.train_subset < len(train_set):
         train_set = stratified_subset(train_set, recipe.train_subset, seed)
     started = time.perf_counter()
+    # Validation images move to the device once, not at every epoch.
+    val_set = dataclasses.replace(
+        val_set, images=val_set.images.to(dev), labels=val_set.labels.to(dev)
+    )
     with _seeded(dev, seed):
         trial = _Trial(recipe, policy, train_set, dev, seed)
         progress = _fit(trial, val_set, on_epoch, should_stop)

@@ -16,7 +16,8 @@ AGC_EPS = 1e-3
 def split_decay(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(decayed, not decayed): weights of convolutions and linear layers are decayed;
     norm scales and biases are not."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
@@ -72,8 +73,8 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def _unitwise_norm(x: torch.Tensor) -> torch.Tensor:
     if x.ndim <= 1:
-        return x.norm()
-    return x.norm(dim=tuple(range(1, x.ndim)), keepdim=True)
+        return torch.linalg.vector_norm(x)
+    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.ndim)), keepdim=True)
 
 
 @torch.no_grad()

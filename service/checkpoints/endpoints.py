@@ -17,7 +17,10 @@ router = APIRouter(prefix="/searches/{search_id}/checkpoint", tags=["checkpoints
 @router.get(
     "",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "unchanged"}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        304: {"description": "unchanged"},
+    },
 )
 def download_checkpoint(
     search_id: int,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 from fastapi import APIRouter, Request
-from starlette.datastructures import UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
 
 from service.datasets import service
 from service.datasets.schemas import DatasetCreate, DatasetRead
@@ -60,7 +59,9 @@ async def upload_dataset(request: Request, runtime: RuntimeDep) -> DatasetRead:
         raise InvalidInput("multipart field 'file' with a file name is required")
     name = str(form.get("name") or Path(upload.filename).name)
     size_field = form.get("image_size")
-    if size_field is not None and not (str(size_field).isdigit() and 8 <= int(str(size_field)) <= 512):
+    if size_field is not None and not (
+        str(size_field).isdigit() and 8 <= int(str(size_field)) <= 512
+    ):
         raise InvalidInput("image_size must be an integer between 8 and 512")
     image_size = int(str(size_field)) if size_field is not None else None
     archive = await run_in_threadpool(service.store_upload, upload.file, upload.filename, settings)
@@ -74,7 +75,9 @@ def _register_archive(
     # own unit of work instead of the request-scoped session.
     with runtime.transaction() as session:
         user = get_current_user(session, runtime, request.headers.get("authorization"))
-        dataset = service.register_archive(session, archive, name, image_size, user, runtime.settings)
+        dataset = service.register_archive(
+            session, archive, name, image_size, user, runtime.settings
+        )
         return DatasetRead.model_validate(dataset)
 
 

@@ -11,13 +11,13 @@ from service.ownership import visible_to
 
 def get(session: Session, dataset_id: int, user: User) -> Dataset | None:
     """The dataset if it exists and ``user`` may see it."""
-    stmt = visible_to(select(Dataset).where(Dataset.id == dataset_id), Dataset, user)
+    stmt = visible_to(select(Dataset).where(Dataset.id == dataset_id), Dataset.owner_id, user)
     return session.scalars(stmt).first()
 
 
 def list_page(session: Session, user: User, offset: int, limit: int) -> tuple[list[Dataset], int]:
     """A page of the datasets ``user`` may see, newest first, and their total."""
-    base = visible_to(select(Dataset), Dataset, user)
+    base = visible_to(select(Dataset), Dataset.owner_id, user)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     rows = session.scalars(base.order_by(Dataset.id.desc()).offset(offset).limit(limit)).all()
     return list(rows), total

@@ -48,7 +48,9 @@ def resolve_server_path(raw: str, settings: Settings) -> Path:
     if not settings.allowed_dataset_roots:
         raise Forbidden("no dataset roots are configured (AUGSEARCH_ALLOWED_DATASET_ROOTS)")
     real = Path(os.path.realpath(raw))
-    if not any(real == root or real.is_relative_to(root) for root in settings.allowed_dataset_roots):
+    if not any(
+        real == root or real.is_relative_to(root) for root in settings.allowed_dataset_roots
+    ):
         raise Forbidden(f"path {raw!r} is outside the allowed dataset roots")
     if not real.is_dir():
         raise InvalidInput(f"path {raw!r} is not a directory")
@@ -135,7 +137,12 @@ def store_upload(stream: IO[bytes], filename: str, settings: Settings) -> Path:
 
 
 def register_archive(
-    session: Session, archive: Path, name: str, image_size: int | None, user: User, settings: Settings
+    session: Session,
+    archive: Path,
+    name: str,
+    image_size: int | None,
+    user: User,
+    settings: Settings,
 ) -> Dataset:
     """Decode an uploaded archive (checked member by member by ``search.datasets``) and store it."""
     spec: dict[str, Any] = {"source": "archive", "path": str(archive)}

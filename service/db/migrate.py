@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
+
+from alembic import command
 
 # Optuna runs its own Alembic chain in ``alembic_version``; ours must not collide with it.
 VERSION_TABLE = "augsearch_alembic_version"

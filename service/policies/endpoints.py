@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
@@ -29,13 +31,14 @@ async def dataset_policy(
     cached = runtime.policy_cache.get(dataset_id)
     if cached is None:
 
-        def _load() -> tuple[int, dict[str, object]]:
+        def _load() -> tuple[int, dict[str, Any]]:
             with runtime.transaction() as session:
                 return service.dataset_payload(session, dataset_id, user)
 
-        cached = await run_in_threadpool(_load)
-        runtime.policy_cache.put(dataset_id, *cached)
-    owner_id, payload = cached
+        owner_id, payload = await run_in_threadpool(_load)
+        runtime.policy_cache.put(dataset_id, owner_id, payload)
+    else:
+        owner_id, payload = cached
     if owner_id != user.id and not user.is_admin:
         raise NotFound(f"dataset {dataset_id} not found")
     if format == "json":

@@ -13,7 +13,7 @@ from service.ownership import visible_to
 
 def get(session: Session, search_id: int, user: User) -> Search | None:
     """The search if it exists and ``user`` may see it."""
-    stmt = visible_to(select(Search).where(Search.id == search_id), Search, user)
+    stmt = visible_to(select(Search).where(Search.id == search_id), Search.owner_id, user)
     return session.scalars(stmt).first()
 
 
@@ -31,7 +31,7 @@ def list_page(
     dataset_id: int | None = None,
 ) -> tuple[list[Search], int]:
     """A filtered page of the searches ``user`` may see, newest first, and their total."""
-    base = visible_to(select(Search), Search, user)
+    base = visible_to(select(Search), Search.owner_id, user)
     if state is not None:
         base = base.where(Search.state == state)
     if dataset_id is not None:
@@ -50,9 +50,7 @@ def count_active_for(session: Session, owner_id: int, states: Sequence[str]) -> 
 def in_states(session: Session, states: Sequence[str]) -> list[Search]:
     """Every search in ``states``, highest priority first (the reconciler's work list)."""
     stmt = (
-        select(Search)
-        .where(Search.state.in_(states))
-        .order_by(Search.priority.desc(), Search.id)
+        select(Search).where(Search.state.in_(states)).order_by(Search.priority.desc(), Search.id)
     )
     return list(session.scalars(stmt).all())
 
@@ -92,12 +90,6 @@ def trials_by_number(session: Session, search_id: int) -> dict[int, TrialSummary
 def add_trial(session: Session, trial: TrialSummary) -> None:
     """Insert a trial summary."""
     session.add(trial)
-
-
-def running_trials(session: Session) -> list[TrialSummary]:
-    """Every trial summary currently RUNNING (the workers' current work)."""
-    rows = session.scalars(select(TrialSummary).where(TrialSummary.state == "RUNNING")).all()
-    return list(rows)
 
 
 def cancelled_with_open_study(session: Session) -> list[int]:

@@ -52,7 +52,9 @@ def _errors_text(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validate_spec(raw: dict[str, Any], dataset_spec: dict[str, Any], settings: Settings) -> SearchSpec:
+def validate_spec(
+    raw: dict[str, Any], dataset_spec: dict[str, Any], settings: Settings
+) -> SearchSpec:
     """Validate a search spec against ``SearchSpec`` and the configured limits.
 
     Raises:

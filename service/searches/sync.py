@@ -66,7 +66,9 @@ def refresh_trials(session: Session, search_id: int, trials: list[FrozenTrial]) 
         fields = _fields(trial)
         row = known.get(trial.number)
         if row is None:
-            repository.add_trial(session, TrialSummary(search_id=search_id, number=trial.number, **fields))
+            repository.add_trial(
+                session, TrialSummary(search_id=search_id, number=trial.number, **fields)
+            )
             continue
         for name, value in fields.items():
             if getattr(row, name) != value:
@@ -80,15 +82,13 @@ def progress(status: StudyStatus, trials: list[FrozenTrial], parallelism: int) -
     complete = search_counts.get("COMPLETE", 0)
     running = sum(c.get("RUNNING", 0) for c in status.counts.values())
     waiting = sum(c.get("WAITING", 0) for c in status.counts.values())
-    finished = [
-        d
-        for t in trials
-        if t.state.name == "COMPLETE" and (d := _duration(t)) is not None
-    ]
+    finished = [d for t in trials if t.state.name == "COMPLETE" and (d := _duration(t)) is not None]
     search_values = [
         t.value
         for t in trials
-        if t.state.name == "COMPLETE" and t.user_attrs.get("role", "search") == "search" and t.values
+        if t.state.name == "COMPLETE"
+        and t.user_attrs.get("role", "search") == "search"
+        and t.value is not None
     ]
     baseline_values = [v for v in status.baselines.values() if v is not None]
     remaining = max(status.n_trials - complete, 0) + waiting

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.deps import CurrentUser, SessionDep
+from service.deps import CurrentUser, RuntimeDep
 from service.workers import service
 from service.workers.schemas import WorkerRead
 
@@ -12,6 +12,7 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 
 
 @router.get("")
-def list_workers(session: SessionDep, user: CurrentUser) -> list[WorkerRead]:
-    """The workers currently running a trial, with their device and trial."""
-    return service.alive(session, user)
+def list_workers(_user: CurrentUser, runtime: RuntimeDep) -> list[WorkerRead]:
+    """The workers seen in the last few poll intervals, with their device and current trial."""
+    window = max(60.0, 4 * runtime.settings.heartbeat_interval_s)
+    return service.alive(runtime.storage, window)

@@ -1,26 +1,16 @@
-"""Queries behind the workers listing (the trial summaries the reconciler keeps fresh)."""
+"""Where workers are recorded: their registry in the Optuna storage (written by each worker)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
-from service.db.models import Search, TrialSummary, User
-from service.ownership import visible_to
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
 
 
-def running_trials(session: Session, user: User) -> list[TrialSummary]:
-    """RUNNING trials of the searches ``user`` may see, that name their worker."""
-    searches = visible_to(select(Search.id), Search, user).where(
-        Search.state.in_(("running", "finalizing"))
-    )
-    stmt = (
-        select(TrialSummary)
-        .where(
-            TrialSummary.state == "RUNNING",
-            TrialSummary.worker.is_not(None),
-            TrialSummary.search_id.in_(searches),
-        )
-        .order_by(TrialSummary.worker)
-    )
-    return list(session.scalars(stmt).all())
+def recently_seen(storage: BaseStorage, within_s: float) -> dict[str, dict[str, Any]]:
+    """Registry entries of the workers seen in the last ``within_s`` seconds, by name."""
+    from search.worker import workers_alive
+
+    # The registry reader accepts any Optuna storage; passing ours avoids opening a new one.
+    return workers_alive(storage, within_s=within_s)  # type: ignore[arg-type]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel
 
 
 class WorkerRead(BaseModel):
-    """A worker seen running a trial (alive: Optuna fails trials whose heartbeat stops)."""
+    """A worker seen recently in the workers registry of the Optuna storage."""
 
-    worker: str
-    device: str | None
-    search_id: int
-    trial_number: int
-    role: str
-    started_at: datetime | None
+    name: str
+    device: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    state: str | None = None
+    current_trial: str | None = None
+    trials_done: int = 0
+    last_seen: str | None = None

@@ -35,7 +35,18 @@ def test_cifar10_binary_batches(tmp_path: Path) -> None:
     test_labels = np.arange(3, dtype=np.uint8)
     test_bytes = _cifar_records(rng, 3, [test_labels])
     (folder / "test_batch.bin").write_bytes(test_bytes)
-    names = "airplane automobile bird cat deer dog frog horse ship truck".split()
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     (folder / "batches.meta.txt").write_text("\n".join(names) + "\n\n")
 
     train = load_dataset(_spec(tmp_path, "CIFAR10"))

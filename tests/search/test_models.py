@@ -9,7 +9,7 @@ from search.models import ARCHS, build_model
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-@pytest.mark.parametrize(("channels", "size"), [(1, 8), (3, 32), (3, 20), (1, 45)])
+@pytest.mark.parametrize(("channels", "size"), [(1, 8), (3, 20), (1, 33)])
 def test_forward_shapes(arch: str, channels: int, size: int) -> None:
     model = build_model(arch, num_classes=7, in_channels=channels, image_size=size, width=0.25)
     model.eval()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,12 @@ def truncate_postgres(url: str) -> None:
             joined = ", ".join(f'"{t}"' for t in tables)
             conn.execute(text(f"TRUNCATE {joined} RESTART IDENTITY CASCADE"))
     engine.dispose()
+
+
+@pytest.fixture
+def empty_postgres() -> Callable[[str], None]:
+    """The function that empties a PostgreSQL test database."""
+    return truncate_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

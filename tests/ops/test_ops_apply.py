@@ -21,13 +21,17 @@ def _batch(n: int = 64, shape: tuple[int, int, int] = (3, 32, 32)) -> torch.Tens
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 20, 28)])
-def test_batched_equals_per_image_with_same_params(preset: str, shape: tuple[int, int, int]) -> None:
+def test_batched_equals_per_image_with_same_params(
+    preset: str, shape: tuple[int, int, int]
+) -> None:
     policy = PRESETS[preset].model_copy(update={"base": BASE})
     augmenter = BatchAugmenter(policy)
     images = _batch(48, shape)
     params = augmenter.sample_params(48, torch.Generator().manual_seed(3), shape[1:])
     batched = augmenter.apply_params(images, params)
-    single = torch.cat([augmenter.apply_params(images[i : i + 1], params.select(i)) for i in range(48)])
+    single = torch.cat(
+        [augmenter.apply_params(images[i : i + 1], params.select(i)) for i in range(48)]
+    )
     assert torch.equal(batched, single)
     assert not torch.equal(batched, images)
 
@@ -38,7 +42,9 @@ def test_every_op_batched_equals_per_image_in_float() -> None:
     images = _batch(64).float() / 255
     params = augmenter.sample_params(64, torch.Generator().manual_seed(5), (32, 32))
     batched = augmenter.apply_params(images, params)
-    single = torch.cat([augmenter.apply_params(images[i : i + 1], params.select(i)) for i in range(64)])
+    single = torch.cat(
+        [augmenter.apply_params(images[i : i + 1], params.select(i)) for i in range(64)]
+    )
     assert batched.dtype == torch.float32
     assert torch.allclose(batched, single, atol=1e-6)
 

@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({"kind": "subpolicies", "sub_policies": [[{"op": "Blur", "p": 0.5}]]}, "sub_policies.0.0.op"),
-        ({"kind": "subpolicies", "sub_policies": [[{"op": "Rotate", "p": 1.5}]]}, "sub_policies.0.0.p"),
+        (
+            {"kind": "subpolicies", "sub_policies": [[{"op": "Blur", "p": 0.5}]]},
+            "sub_policies.0.0.op",
+        ),
+        (
+            {"kind": "subpolicies", "sub_policies": [[{"op": "Rotate", "p": 1.5}]]},
+            "sub_policies.0.0.p",
+        ),
         (
             {"kind": "subpolicies", "sub_policies": [[{"op": "Rotate", "p": 1, "magnitude": 2}]]},
             "sub_policies.0.0.magnitude",
@@ -43,11 +49,13 @@ def test_invalid_policies_name_the_field(data: dict[str, object], field: str) ->
 
 
 def test_unknown_op_message_lists_known_ops() -> None:
-    with pytest.raises(ValidationError, match="unknown op 'Blur'.*Rotate"):
+    with pytest.raises(ValidationError, match=r"unknown op 'Blur'.*Rotate"):
         Policy(kind="subpolicies", sub_policies=[[{"op": "Blur", "p": 0.5}]])  # type: ignore[list-item]
 
 
-@pytest.mark.parametrize("text", ["rand-m9-n2-mstd0.5", "rand-m9-n2", "rand-m7-n3-p0.8", "rand-m10-n1-mstd1-p1"])
+@pytest.mark.parametrize(
+    "text", ["rand-m9-n2-mstd0.5", "rand-m9-n2", "rand-m7-n3-p0.8", "rand-m10-n1-mstd1-p1"]
+)
 def test_timm_strings_round_trip(text: str) -> None:
     policy = Policy.from_timm(text)
     assert policy.kind == "randaugment"

@@ -1,0 +1,91 @@
+"""Augmentation throughput: torchvision per image vs this library per image and batched, kornia.
+
+Run ``python -m benchmarks.augment``. Every row applies RandAugment(2, 9) on the paper's scale
+(``m = 0.9``: torchvision ``num_magnitude_bins=11``, kornia ``m=27`` of 30) to uint8 batches of
+256 images and reports images per second; ratios are against torchvision per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import torch
+from torchvision.transforms import v2
+
+from benchmarks.report import write_section
+from ops.apply import BatchAugmenter, PolicyTransform
+from ops.presets import PRESETS
+
+BATCH = 256
+POLICY = PRESETS["randaugment-2-9"]
+
+
+def _rate(run: Callable[[], object], images: int, repeats: int, sync: bool = False) -> float:
+    run()  # warm-up
+    if sync:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    if sync:
+        torch.cuda.synchronize()
+    return images * repeats / (time.perf_counter() - start)
+
+
+def _rows(size: int, repeats: int) -> list[tuple[str, float]]:
+    gen = torch.Generator().manual_seed(0)
+    batch = torch.randint(0, 256, (BATCH, 3, size, size), generator=gen, dtype=torch.uint8)
+    torch.manual_seed(0)  # torchvision and kornia draw from torch's default generator
+    tv = v2.RandAugment(2, 9, num_magnitude_bins=11)
+    ours_single = PolicyTransform(POLICY, seed=0)
+    augmenter = BatchAugmenter(POLICY)
+    rows = [
+        ("torchvision v2 RandAugment, per image", _rate(lambda: [tv(x) for x in batch], BATCH, 1)),
+        ("augsearch PolicyTransform, per image", _rate(lambda: [ours_single(x) for x in batch], BATCH, 1)),
+        ("augsearch BatchAugmenter, CPU batched", _rate(lambda: augmenter(batch, gen), BATCH, repeats)),
+    ]  # fmt: skip
+    try:
+        from kornia.augmentation.auto import RandAugment as KorniaRandAugment
+
+        kornia = KorniaRandAugment(n=2, m=27)
+        floats = batch.float() / 255
+        rows.append(("kornia RandAugment, CPU batched", _rate(lambda: kornia(floats), BATCH, 1)))
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        cuda_batch, cuda_gen = batch.cuda(), torch.Generator("cuda").manual_seed(0)
+        rate = _rate(lambda: augmenter(cuda_batch, cuda_gen), BATCH, repeats * 5, sync=True)
+        rows.append(("augsearch BatchAugmenter, CUDA batched", rate))
+    return rows
+
+
+def main() -> None:
+    """Measure, print and record the figures in docs/benchmarks.md."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5, help="batched repetitions per size")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    lines = ["| image size | method | images/s | vs torchvision per image |", "|---|---|---|---|"]
+    for size in (32, 224):
+        rows = _rows(size, args.repeats)
+        base = rows[0][1]
+        for name, rate in rows:
+            line = f"| {size}x{size} | {name} | {rate:,.0f} | {rate / base:.2f}x |"
+            lines.append(line)
+            print(line, flush=True)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    body = (
+        f"RandAugment(2, 9) (m = 0.9, standard ops), uint8 batches of {BATCH}, one run each.\n"
+        f"Load average while measuring: {load} (other processes share the CPU: compare ratios).\n"
+        "Targets: batched CPU >= 10x torchvision per image at 32x32 and >= 1x at 224x224.\n\n"
+        + "\n".join(lines)
+    )
+    if not args.no_write:
+        write_section("Augmentation throughput", "python -m benchmarks.augment", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""The browser dashboard: server-rendered pages, inline SVG charts, local static assets."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from service.dashboard.optuna_ui import mount_optuna_dashboard
+from service.dashboard.routes import STATIC, Pages, build_router
+
+__all__ = ["install_dashboard", "mount_optuna_dashboard"]
+
+
+def install_dashboard(app: FastAPI) -> None:
+    """Add the dashboard's pages and its static files (``/static``) to ``app``."""
+    app.include_router(build_router(Pages()))
+    app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")

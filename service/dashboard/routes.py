@@ -1,0 +1,219 @@
+"""The dashboard's HTML pages, its policy preview PNG and the launch form's endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from service.dashboard import launch as launching
+from service.dashboard import views
+from service.dashboard.analysis import ImportanceCache
+from service.dashboard.auth import viewer
+from service.dashboard.images import PreviewCache
+from service.dashboard.search_view import build_search_page
+from service.db.models import User
+from service.deps import RuntimeDep, SessionDep
+from service.errors import DomainError, InvalidInput, Unauthorized
+from service.policies import service as policies
+from service.runtime import Runtime
+from service.searches import service as searches
+from service.searches.states import SearchState
+from service.workers import service as workers
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+
+def _accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _when(moment: datetime | str | None) -> str:
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def make_templates() -> Jinja2Templates:
+    """The page templates with the dashboard's formatting filters."""
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.filters.update(accuracy=_accuracy, duration=_duration, when=_when)
+    return templates
+
+
+class Pages:
+    """Renders pages; holds the templates and the caches of importances and previews."""
+
+    def __init__(self) -> None:
+        self.templates = make_templates()
+        self.importances = ImportanceCache()
+        self.previews = PreviewCache()
+
+    def render(
+        self, request: Request, name: str, context: dict[str, Any], status_code: int = 200
+    ) -> HTMLResponse:
+        """Render a template with the shared context (navigation, optuna-dashboard link)."""
+        shared = {"optuna_dashboard_url": getattr(request.app.state, "optuna_dashboard_url", None)}
+        return self.templates.TemplateResponse(
+            request, name, {**shared, **context}, status_code=status_code
+        )
+
+    def page(
+        self,
+        request: Request,
+        session: Session,
+        runtime: Runtime,
+        name: str,
+        build: Callable[[User], dict[str, Any]],
+    ) -> HTMLResponse:
+        """Resolve the viewer, build the context, render; domain errors become an error page."""
+        try:
+            user = viewer(request, session, runtime)
+            context = build(user)
+        except DomainError as exc:
+            signin = isinstance(exc, Unauthorized)
+            context = {"status": exc.status_code, "message": exc.message, "signin": signin}
+            return self.render(request, "error.html", context, status_code=exc.status_code)
+        return self.render(request, name, context)
+
+
+def build_router(pages: Pages) -> APIRouter:
+    """The dashboard routes (HTML, not part of the OpenAPI schema)."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/", response_class=HTMLResponse)
+    def searches_list(
+        request: Request,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        state: Annotated[SearchState | None, Query()] = None,
+        dataset_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    ) -> HTMLResponse:
+        def build(user: User) -> dict[str, Any]:
+            rows, total = views.search_rows(session, user, state, dataset_id)
+            return {"rows": rows, "total": total, "states": [s.value for s in SearchState],
+                    "state": state.value if state else "", "dataset_id": dataset_id,
+                    "datasets": views.datasets_list(session, user)}  # fmt: skip
+
+        return pages.page(request, session, runtime, "searches.html", build)
+
+    @router.get("/searches/{search_id}", response_class=HTMLResponse)
+    def search_detail(
+        search_id: int, request: Request, session: SessionDep, runtime: RuntimeDep
+    ) -> HTMLResponse:
+        def build(user: User) -> dict[str, Any]:
+            page = build_search_page(session, user, search_id, runtime.storage, pages.importances)
+            return {"page": page, "search": page.search}
+
+        return pages.page(request, session, runtime, "search.html", build)
+
+    @router.get("/searches/{search_id}/policy", response_class=HTMLResponse)
+    def policy_detail(
+        search_id: int, request: Request, session: SessionDep, runtime: RuntimeDep
+    ) -> HTMLResponse:
+        def build(user: User) -> dict[str, Any]:
+            return {"page": views.build_policy_page(session, user, search_id)}
+
+        return pages.page(request, session, runtime, "policy.html", build)
+
+    @router.get("/searches/{search_id}/policy/preview.png")
+    def policy_preview(
+        search_id: int,
+        request: Request,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    ) -> Response:
+        user = viewer(request, session, runtime)
+        payload = policies.search_payload(session, search_id, user)
+        spec = searches.get(session, search_id, user).spec
+        dataset_spec = spec.get("dataset")
+        if not isinstance(dataset_spec, dict):
+            raise InvalidInput(f"search {search_id} has no dataset in its spec")
+        png = pages.previews.get_or_render(dataset_spec, payload["policy"], seed, runtime.settings)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=300"})
+
+    _add_other_pages(router, pages)
+    return router
+
+
+def _add_other_pages(router: APIRouter, pages: Pages) -> None:
+    @router.get("/datasets", response_class=HTMLResponse)
+    def datasets_list(request: Request, session: SessionDep, runtime: RuntimeDep) -> HTMLResponse:
+        def build(user: User) -> dict[str, Any]:
+            return {"datasets": views.datasets_list(session, user)}
+
+        return pages.page(request, session, runtime, "datasets.html", build)
+
+    @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
+    def dataset_detail(
+        dataset_id: int, request: Request, session: SessionDep, runtime: RuntimeDep
+    ) -> HTMLResponse:
+        def build(user: User) -> dict[str, Any]:
+            return {"page": views.build_dataset_page(session, user, dataset_id)}
+
+        return pages.page(request, session, runtime, "dataset.html", build)
+
+    @router.get("/workers", response_class=HTMLResponse)
+    def workers_page(request: Request, session: SessionDep, runtime: RuntimeDep) -> HTMLResponse:
+        window = max(60.0, 4 * runtime.settings.heartbeat_interval_s)
+
+        def build(user: User) -> dict[str, Any]:
+            return {"workers": workers.alive(runtime.storage, window), "window": window}
+
+        return pages.page(request, session, runtime, "workers.html", build)
+
+    @router.get("/launch", response_class=HTMLResponse)
+    def launch_form(
+        request: Request,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        dataset_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    ) -> HTMLResponse:
+        def build(user: User) -> dict[str, Any]:
+            return {"datasets": views.datasets_list(session, user), "selected": dataset_id,
+                    "options": views.launch_options()}  # fmt: skip
+
+        return pages.page(request, session, runtime, "launch.html", build)
+
+    @router.post("/launch")
+    def launch_submit(
+        request: Request,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        body: Annotated[dict[str, Any], Body()],
+    ) -> JSONResponse:
+        # Only JSON is accepted: a cross-site HTML form cannot send it without a CORS
+        # preflight, which keeps this route safe once the dashboard signs in with a cookie.
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return JSONResponse({"errors": {launching.GENERAL: "send JSON"}}, status_code=415)
+        try:
+            user = viewer(request, session, runtime)
+            search = launching.launch(session, user, runtime.settings, body)
+        except ValidationError as exc:
+            return JSONResponse({"errors": launching.validation_errors(exc)}, status_code=422)
+        except DomainError as exc:
+            errors = launching.domain_errors(exc)
+            return JSONResponse({"errors": errors}, status_code=exc.status_code)
+        return JSONResponse({"id": search.id, "url": f"/searches/{search.id}"}, status_code=201)

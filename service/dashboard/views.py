@@ -1,0 +1,183 @@
+"""View models of the list, policy, dataset, workers and launch pages, built from the services."""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from service.dashboard.charts import Bar, bar_chart
+from service.datasets import service as datasets
+from service.db.models import Dataset, Search, User
+from service.errors import InvalidInput, NotFound
+from service.policies import service as policies
+from service.searches import service as searches
+from service.searches.states import SearchState
+
+LIST_LIMIT = 100
+EXPORT_FORMATS = ("json", "torchvision", "albumentations", "timm")
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    """One line of the searches list (the same fields the list's live update refreshes)."""
+
+    id: int
+    name: str
+    state: str
+    dataset_id: int
+    dataset_name: str
+    strategy: str
+    complete: int
+    n_trials: int
+    percent: float
+    best: float | None
+    best_baseline: float | None
+    created_at: datetime
+    eta_s: float | None
+
+
+def search_row(search: Search, dataset_names: dict[int, str]) -> SearchRow:
+    """The list line of a search, from its cached progress."""
+    progress = search.progress or {}
+    n_trials = int(progress.get("n_trials") or search.spec.get("n_trials") or 0)
+    complete = int(progress.get("complete") or 0)
+    percent = 100.0 if search.state == "completed" else (
+        min(100.0, 100.0 * complete / n_trials) if n_trials else 0.0
+    )  # fmt: skip
+    best = progress.get("best_search_value")
+    return SearchRow(
+        id=search.id, name=search.name, state=search.state, dataset_id=search.dataset_id,
+        dataset_name=dataset_names.get(search.dataset_id, f"dataset {search.dataset_id}"),
+        strategy=str(search.spec.get("strategy", "?")), complete=complete, n_trials=n_trials,
+        percent=round(percent, 1), best=best if best is not None else search.best_value,
+        best_baseline=progress.get("best_baseline_value"), created_at=search.created_at,
+        eta_s=progress.get("eta_s") if search.state in ("queued", "running", "finalizing") else None,
+    )  # fmt: skip
+
+
+def dataset_names(session: Session, user: User) -> dict[int, str]:
+    """Names of the datasets the viewer may see, by id."""
+    rows, _ = datasets.list_page(session, user, 0, 10_000)
+    return {d.id: d.name for d in rows}
+
+
+def search_rows(
+    session: Session, user: User, state: SearchState | None, dataset_id: int | None
+) -> tuple[list[SearchRow], int]:
+    """The newest searches matching the filters, as list lines, and how many match."""
+    rows, total = searches.list_page(session, user, 0, LIST_LIMIT, state, dataset_id)
+    names = dataset_names(session, user)
+    return [search_row(s, names) for s in rows], total
+
+
+@dataclass
+class PolicyPage:
+    """A search's best policy in words and in every export format."""
+
+    search: Search
+    accuracy: float | None
+    provisional: bool
+    policy: dict[str, Any]
+    lines: list[str]
+    exports: dict[str, str] = field(default_factory=dict)
+    export_errors: dict[str, str] = field(default_factory=dict)
+
+
+def build_policy_page(session: Session, user: User, search_id: int) -> PolicyPage:
+    """The policy page of a search (NotFound until it has a policy)."""
+    from ops.policy import load_policy
+
+    search = searches.get(session, search_id, user)
+    payload = policies.search_payload(session, search.id, user)
+    page = PolicyPage(
+        search=search, accuracy=payload["accuracy"], provisional=bool(payload["provisional"]),
+        policy=payload["policy"], lines=load_policy(payload["policy"]).describe(),
+    )  # fmt: skip
+    for fmt in EXPORT_FORMATS:
+        try:
+            exported = policies.export(payload, fmt).exported  # type: ignore[arg-type]
+        except InvalidInput as exc:
+            page.export_errors[fmt] = exc.message
+            continue
+        if fmt == "json":
+            exported = payload["policy"]
+        page.exports[fmt] = (
+            exported if isinstance(exported, str) else json.dumps(exported, indent=2)
+        )
+    return page
+
+
+@dataclass
+class DatasetPage:
+    """A dataset's statistics, searches and best policy."""
+
+    dataset: Dataset
+    classes_svg: str
+    searches: list[SearchRow]
+    best: dict[str, Any] | None
+
+
+def class_histogram(counts: dict[str, int], classes: list[str]) -> str:
+    """Bars of images per class, in the dataset's class order."""
+    order = classes or sorted(counts)
+    bars = [Bar(name, counts.get(name, 0), {"class": name}) for name in order]
+    return bar_chart("classes", bars, "Images per class")
+
+
+def build_dataset_page(session: Session, user: User, dataset_id: int) -> DatasetPage:
+    """The dataset page (NotFound for another user's dataset)."""
+    dataset = datasets.get(session, dataset_id, user)
+    rows, _ = searches.list_page(session, user, 0, LIST_LIMIT, None, dataset.id)
+    names = {dataset.id: dataset.name}
+    try:
+        _, best = policies.dataset_payload(session, dataset.id, user)
+    except NotFound:
+        best = None
+    return DatasetPage(
+        dataset=dataset,
+        classes_svg=class_histogram(dict(dataset.counts_per_class), list(dataset.classes)),
+        searches=[search_row(s, names) for s in rows],
+        best=best,
+    )
+
+
+def datasets_list(session: Session, user: User) -> list[Dataset]:
+    """The viewer's datasets, newest first."""
+    rows, _ = datasets.list_page(session, user, 0, LIST_LIMIT)
+    return rows
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """The choices of the launch form, read from the search spec model itself."""
+
+    strategies: list[str]
+    samplers: list[str]
+    pruners: list[str]
+    baselines: list[str]
+    default_baselines: list[str]
+    archs: list[str]
+
+
+def launch_options() -> LaunchOptions:
+    """Choices offered by the launch form (from ``search.spec`` so they never drift)."""
+    from search import spec as spec_module
+    from search.training.recipe import TrainerRecipe
+
+    def choices(alias: Any) -> list[str]:
+        return [str(v) for v in typing.get_args(alias)]
+
+    arch = TrainerRecipe.model_fields["arch"].annotation
+    return LaunchOptions(
+        strategies=choices(spec_module.StrategyName),
+        samplers=choices(spec_module.SamplerName),
+        pruners=choices(spec_module.PrunerName),
+        baselines=choices(spec_module.BaselineName),
+        default_baselines=list(spec_module.DEFAULT_BASELINES),
+        archs=choices(arch),
+    )

@@ -1,0 +1,54 @@
+"""A whole search on digits with two worker processes on SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import lifecycle
+from search.datasets import load_dataset
+from search.objective import split_for_search
+from search.runner import run
+from search.spec import SearchSpec
+from search.trainer import evaluate
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_workers_run_exactly_the_budget(tmp_path: Path) -> None:
+    spec = SearchSpec.model_validate(
+        {
+            "dataset": {"source": "digits"},
+            "strategy": "autoaugment",
+            "num_sub_policies": 2,
+            "n_trials": 3,
+            "baselines": ["none", "randaugment-2-9"],
+            "train_size": 100,
+            "recipe": {"arch": "resnet8", "epochs": 1, "batch_size": 50},
+            "final_recipe": {"arch": "resnet8", "epochs": 2, "batch_size": 50, "lr": 0.05},
+            "parallelism": 2,
+        }
+    )
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = run(spec, storage=url, n_workers=2, artifact_dir=tmp_path / "art", timeout=300)
+    assert result.state == "done"
+    study = optuna.load_study(study_name=lifecycle.study_name(result.search_id), storage=url)
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    roles = sorted(lifecycle.role_of(t) for t in complete)
+    assert roles == ["baseline", "baseline", "final", "search", "search", "search"]
+    assert {t.user_attrs["worker"] for t in trials} == {
+        f"run-{result.search_id}-0",
+        f"run-{result.search_id}-1",
+    }
+    assert set(result.status.baselines) == {"none", "randaugment-2-9"}
+    assert all(v is not None for v in result.status.baselines.values())
+
+    model = result.load_model()
+    data = split_for_search(load_dataset(spec.dataset), spec)
+    metrics = evaluate(model, data.val, "cpu")
+    assert result.accuracy is not None
+    assert metrics["accuracy"] == pytest.approx(result.accuracy, abs=1e-9)
