@@ -218,7 +218,8 @@ class Objective:
             if role != "final":
                 # Finals train longer with another recipe: their curves would skew the pruner.
                 trial.report(accuracy, epoch)
-            if role == "search" and trial.should_prune():
+            # Pruning at the last epoch would save nothing and waste the finished training.
+            if role == "search" and epoch < recipe.epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}: {accuracy:.4f}")
             self._raise_if_stopped(trial.study)
 

@@ -93,9 +93,13 @@ def _extract_zip(archive: zipfile.ZipFile, root: Path, max_entries: int, max_byt
 
 
 def _extract_tar(archive: tarfile.TarFile, root: Path, max_entries: int, max_bytes: int) -> None:
-    members = archive.getmembers()
+    members: list[tarfile.TarInfo] = []
     total = 0
-    for member in members:
+    # Iterated rather than getmembers(): a hostile archive is stopped at the entry cap
+    # instead of being listed in full.
+    for member in archive:
+        members.append(member)
+        _check_budget(len(members), 0, max_entries, max_bytes)
         pure = _check_name(member.name)
         if not (member.isreg() or member.isdir()):
             raise DatasetError(f"archive member is not a regular file or folder: {pure}")

@@ -245,6 +245,21 @@ def _fit(
     return progress
 
 
+def _metrics(progress: _Progress, final: dict[str, float], seconds: float) -> dict[str, Any]:
+    last = progress.history[-1] if progress.history else {}
+    return {
+        "val_accuracy": final["accuracy"],
+        "val_loss": final["loss"],
+        "final_val_accuracy": last.get("val_accuracy", final["accuracy"]),
+        "train_loss": last.get("train_loss", math.nan),
+        "best_epoch": progress.best_epoch,
+        "epochs_run": len(progress.history),
+        "seconds": seconds,
+        "images_per_second": progress.train_images / max(progress.train_seconds, 1e-9),
+        "stop_reason": progress.stop_reason,
+    }
+
+
 def train(
     recipe: TrainerRecipe,
     policy: Policy,
@@ -302,17 +317,6 @@ def train(
             std=train_set.std,
         )
     trial.model.eval()
-    last = progress.history[-1] if progress.history else {}
-    metrics: dict[str, Any] = {
-        "val_accuracy": final["accuracy"],
-        "val_loss": final["loss"],
-        "final_val_accuracy": last.get("val_accuracy", final["accuracy"]),
-        "train_loss": last.get("train_loss", math.nan),
-        "best_epoch": progress.best_epoch,
-        "epochs_run": len(progress.history),
-        "seconds": time.perf_counter() - started,
-        "images_per_second": progress.train_images / max(progress.train_seconds, 1e-9),
-        "stop_reason": progress.stop_reason,
-    }
+    metrics = _metrics(progress, final, time.perf_counter() - started)
     state = {k: v.detach().to("cpu", copy=True) for k, v in trial.model.state_dict().items()}
     return TrainResult(metrics, progress.history, state, trial.model, train_set.mean, train_set.std)

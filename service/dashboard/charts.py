@@ -91,18 +91,18 @@ def trial_scatter(trials: Sequence[TrialPoint], baselines: dict[str, float | Non
     best: list[tuple[float, float]] = []
     best_values: list[float] = []
     for trial in sorted(shown, key=lambda t: t.number):
-        value = trial.shown_value
-        assert value is not None  # filtered above
+        point = trial.shown_value
+        assert point is not None  # filtered above
         if trial.role == "search" and trial.state == "COMPLETE":
-            current = max(value, best_values[-1]) if best_values else value
+            current = max(point, best_values[-1]) if best_values else point
             best_values.append(current)
             best.append((x(trial.number), y(current)))
         chart.add("circle", {"class": f"point role-{trial.role} state-{trial.state.lower()}",
-                             "cx": round(x(trial.number), 1), "cy": round(y(value), 1), "r": 4.5,
-                             "data_trial": trial.number, "data_value": value,
+                             "cx": round(x(trial.number), 1), "cy": round(y(point), 1), "r": 4.5,
+                             "data_trial": trial.number, "data_value": point,
                              "data_role": trial.role, "data_state": trial.state,
                              "data_baseline": trial.baseline},
-                  f"<title>trial {trial.number} ({escape(trial.role)}, {escape(trial.state)}): {value:.4f}</title>")  # fmt: skip
+                  f"<title>trial {trial.number} ({escape(trial.role)}, {escape(trial.state)}): {point:.4f}</title>")  # fmt: skip
     if best:
         chart.polyline(best, class_="best-so-far",
                        data_values=",".join(f"{v:.6g}" for v in best_values))  # fmt: skip

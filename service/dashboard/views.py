@@ -66,6 +66,26 @@ def dataset_names(session: Session, user: User) -> dict[int, str]:
     return {d.id: d.name for d in rows}
 
 
+def parse_filters(state: str, dataset_id: str) -> tuple[SearchState | None, int | None]:
+    """Read the list's filters as the HTML form sends them (an empty field means "any").
+
+    Raises:
+        InvalidInput: for an unknown state or a dataset id that is not a positive integer.
+    """
+    chosen = None
+    if state:
+        try:
+            chosen = SearchState(state)
+        except ValueError as exc:
+            known = ", ".join(s.value for s in SearchState)
+            raise InvalidInput(f"unknown state {state!r}; use one of {known}") from exc
+    if not dataset_id:
+        return chosen, None
+    if not dataset_id.isdigit() or not 1 <= int(dataset_id) <= 2**31 - 1:
+        raise InvalidInput(f"dataset_id must be a positive integer, got {dataset_id!r}")
+    return chosen, int(dataset_id)
+
+
 def search_rows(
     session: Session, user: User, state: SearchState | None, dataset_id: int | None
 ) -> tuple[list[SearchRow], int]:

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,16 +22,16 @@ from service.settings import Settings
 CHROMIUM = "/usr/bin/chromium"
 
 # Small enough to train in seconds on a CPU, large enough to learn something.
-RECIPE = {"epochs": 3, "width": 0.5, "batch_size": 64, "optimizer": "adamw", "lr": 0.01,
+RECIPE = {"epochs": 2, "width": 0.5, "batch_size": 64, "optimizer": "adamw", "lr": 0.01,
           "weight_decay": 0.0005}  # fmt: skip
 FINISHED_SPEC = {
-    "strategy": "randaugment", "n_trials": 4, "baselines": ["none", "randaugment-2-9"],
-    "recipe": RECIPE, "final_recipe": {**RECIPE, "train_subset": 600}, "train_size": 400,
-    "sampler": "random", "pruner": "none", "seed": 3, "parallelism": 1,
+    "strategy": "randaugment", "n_trials": 3, "baselines": ["none"], "recipe": RECIPE,
+    "final_recipe": {**RECIPE, "train_subset": 300}, "train_size": 200, "sampler": "random",
+    "pruner": "none", "seed": 3, "parallelism": 1,
 }  # fmt: skip
 RUNNING_SPEC = {
     "strategy": "autoaugment", "n_trials": 6, "num_sub_policies": 2, "baselines": ["none"],
-    "recipe": {**RECIPE, "epochs": 2}, "train_size": 300, "sampler": "random", "seed": 1,
+    "recipe": {**RECIPE, "epochs": 1}, "train_size": 200, "sampler": "random", "seed": 1,
     "parallelism": 1,
 }  # fmt: skip
 
@@ -65,8 +64,11 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
-def _state(http: httpx.Client, search_id: int) -> str:
-    return str(http.get(f"/api/v1/searches/{search_id}").json()["state"])
+def _wait_state(http: httpx.Client, search_id: int, state: str, timeout: float) -> None:
+    def reached() -> bool:
+        return bool(http.get(f"/api/v1/searches/{search_id}").json()["state"] == state)
+
+    _wait(reached, timeout, f"search {search_id} to be {state}")
 
 
 def _populate(server: LiveServer, http: httpx.Client) -> Any:
@@ -86,15 +88,15 @@ def _populate(server: LiveServer, http: httpx.Client) -> Any:
         created = http.post("/api/v1/searches", json=body)
         assert created.status_code == 201, created.text
         sid = created.json()["id"]
-        _wait(lambda: _state(http, sid) == "running", 30, f"search {sid} to start")
+        _wait_state(http, sid, "running", 30)
         worker.search_ids = {str(sid)}
         if name == "finished":
             # Idle for longer than a reconciler pass, so the final training it enqueues is run.
             worker.run(max_idle=2.0)
-            _wait(lambda: _state(http, sid) == "completed", 60, f"search {sid} to complete")
+            _wait_state(http, sid, "completed", 120)
             server.finished_id = sid
         else:
-            worker.max_trials = worker.trials_done + 3
+            worker.max_trials = worker.trials_done + 2
             worker.run(max_idle=2.0)
             server.running_id = sid
     return worker

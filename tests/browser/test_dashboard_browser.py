@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -61,8 +60,7 @@ def test_search_page_charts_hold_every_trial(page: Any, live_server: LiveServer)
         number = int(points.nth(i).get_attribute("data-trial"))
         assert float(points.nth(i).get_attribute("data-value")) == pytest.approx(complete[number])
     baselines = page.locator('svg[data-chart="trials"] line.baseline')
-    assert sorted(baselines.evaluate_all("els => els.map(e => e.dataset.baseline)")) == [
-        "none", "randaugment-2-9"]  # fmt: skip
+    assert baselines.evaluate_all("els => els.map(e => e.dataset.baseline)") == ["none"]
     assert page.locator('svg[data-chart="trials"] polyline.best-so-far').count() == 1
     curves = page.locator('svg[data-chart="epochs"] polyline.curve')
     assert curves.count() == sum(1 for t in trials if t["epochs"])
@@ -124,7 +122,7 @@ def test_workers_page_lists_the_live_worker(page: Any, live_server: LiveServer) 
     row = page.locator(f'tr[data-worker="{live_server.worker_name}"]')
     assert row.count() == 1
     cells = row.locator("td").all_inner_texts()
-    assert cells[1] == "cpu" and int(cells[4]) >= 8
+    assert cells[1] == "cpu" and int(cells[4]) >= 7
     _shot(page, "workers")
 
 

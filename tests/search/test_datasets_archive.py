@@ -139,3 +139,15 @@ def test_not_an_archive_and_missing_archive(tmp_path: Path) -> None:
         load_dataset(_archive_spec(junk))
     with pytest.raises(DatasetError, match="does not exist"):
         load_dataset(_archive_spec(tmp_path / "absent.zip"))
+
+
+def test_tar_entry_cap_stops_listing(tmp_path: Path) -> None:
+    path = tmp_path / "many.tar"
+    with tarfile.open(path, "w") as tf:
+        for i in range(6):
+            member = tarfile.TarInfo(f"c{i % 2}/f{i}.png")
+            tf.addfile(member)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DatasetError, match="more than 5 entries"):
+        extract_archive(path, tmp_path / "out", max_entries=5)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -9,6 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import lifecycle
+from search.checkpoints import load_model_card, make_artifact_store
 from search.datasets import load_dataset
 from search.objective import split_for_search
 from search.runner import run
@@ -28,7 +29,7 @@ def test_two_workers_run_exactly_the_budget(tmp_path: Path) -> None:
             "baselines": ["none", "randaugment-2-9"],
             "train_size": 100,
             "recipe": {"arch": "resnet8", "epochs": 1, "batch_size": 50},
-            "final_recipe": {"arch": "resnet8", "epochs": 2, "batch_size": 50, "lr": 0.05},
+            "final_recipe": {"arch": "resnet8", "epochs": 1, "batch_size": 50, "train_subset": 200},
             "parallelism": 2,
         }
     )
@@ -49,6 +50,8 @@ def test_two_workers_run_exactly_the_budget(tmp_path: Path) -> None:
 
     model = result.load_model()
     data = split_for_search(load_dataset(spec.dataset), spec)
-    metrics = evaluate(model, data.val, "cpu")
+    card = load_model_card(make_artifact_store(tmp_path / "art"), str(result.model_card))
+    assert card.sha256 == result.sha256 and card.policy == result.status.result["policy"]
+    metrics = evaluate(model, data.val, "cpu", mean=card.mean, std=card.std)
     assert result.accuracy is not None
     assert metrics["accuracy"] == pytest.approx(result.accuracy, abs=1e-9)

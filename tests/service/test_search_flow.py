@@ -43,7 +43,9 @@ def flow(
     )
     with TestClient(create_app(settings, reconcile=False)) as client:
         runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
-        did = client.post("/api/v1/datasets", json={"source": "digits"}).json()["id"]
+        # 16x16 digits: a quarter of the compute of the native 32x32.
+        digits = {"source": "digits", "image_size": 16}
+        did = client.post("/api/v1/datasets", json=digits).json()["id"]
         body = {"dataset_id": did, "spec": TINY}
         sid = client.post("/api/v1/searches", json=body).json()["id"]
         reconciler = Reconciler(runtime)
@@ -98,14 +100,21 @@ def test_policy_in_every_format(client: TestClient, completed: dict[str, Any]) -
     as_json = client.get(f"/api/v1/searches/{sid}/policy").json()
     assert as_json["provisional"] is False and as_json["policy"]["schema_version"] == 1
     assert as_json["accuracy"] == completed["best_value"]
-    tv = client.get(f"/api/v1/searches/{sid}/policy", params={"format": "torchvision"}).json()
-    assert "torchvision" in tv["exported"]
+    tv = client.get(f"/api/v1/searches/{sid}/policy", params={"format": "torchvision"})
+    assert tv.status_code == 200, (as_json["policy"], tv.text)
+    assert "torchvision" in tv.json()["exported"]
+    # albumentations cannot draw noisy magnitudes and timm strings cannot hold sub-policies:
+    # those exports answer 422 with the reason, the others must succeed.
+    noisy = float(as_json["policy"].get("m_std") or 0.0) > 0
     alb = client.get(f"/api/v1/searches/{sid}/policy", params={"format": "albumentations"})
-    assert isinstance(alb.json()["exported"], dict)
+    if noisy:
+        assert alb.status_code == 422 and "cannot be exported" in alb.json()["detail"]
+    else:
+        assert alb.status_code == 200, (as_json["policy"], alb.text)
+        assert alb.json()["exported"]["transform"]["__class_fullname__"] == "Compose"
     timm = client.get(f"/api/v1/searches/{sid}/policy", params={"format": "timm"})
-    assert timm.status_code in (200, 422)
-    if timm.status_code == 200:
-        assert timm.json()["exported"].startswith(("rand", "augmix", "trivial", "aa"))
+    if as_json["policy"]["kind"] == "randaugment":
+        assert timm.status_code == 200 and timm.json()["exported"].startswith("rand-")
     by_dataset = client.get(f"/api/v1/datasets/{did}/policy").json()
     assert by_dataset["policy"] == as_json["policy"] and by_dataset["search_id"] == sid
     assert client.get(f"/api/v1/searches/{sid}/policy", params={"format": "x"}).status_code == 422
