@@ -19,6 +19,7 @@ from torchvision.transforms.v2 import functional as tvf
 
 from ops.catalogue import OPS, OpDef
 from ops.functional import warp_affine
+from ops.groups import SLOT_BLOCK_PIXELS, SlotGroups
 from ops.policy import Policy
 
 #: TrivialAugment draws its magnitude from this many evenly spaced bins (torchvision's default).
@@ -69,6 +70,48 @@ class AugmentParams:
         return AugmentParams(self.ops, self.shift[rows], self.flip[rows], slots)
 
 
+@dataclass(frozen=True)
+class _ArgTable:
+    """Per-op constants turning magnitudes into arguments for one image size and device.
+
+    Rows with no magnitude (``has_magnitude`` false) have zero low, span and bins.
+    """
+
+    low: Tensor
+    span: Tensor
+    scale: Tensor
+    rounding: Tensor  # 0 none, 1 round, 2 trunc
+    signed: Tensor
+    bins: Tensor  # (ops, TRIVIAL_BINS) TrivialAugment arguments
+
+    @staticmethod
+    def build(
+        defs: tuple[OpDef, ...], wide: bool, image_size: tuple[int, int], device: torch.device
+    ) -> _ArgTable:
+        height, width = image_size
+        rows: list[tuple[float, float, float, int]] = []
+        bins = torch.zeros(len(defs), TRIVIAL_BINS)
+        for k, op in enumerate(defs):
+            if not op.has_magnitude:
+                rows.append((0.0, 0.0, 1.0, 0))
+                continue
+            size = {"TranslateY": height, "Cutout": min(height, width)}.get(op.name, width)
+            low, high, relative = op.range(wide)
+            rounding = {"none": 0, "round": 1, "trunc": 2}[op.rounding]
+            rows.append((low, high - low, float(size) if relative else 1.0, rounding))
+            bins[k] = op.bin_to_arg(torch.arange(TRIVIAL_BINS), TRIVIAL_BINS, wide, size)
+        low, span, scale, rounding = zip(*rows, strict=True)
+        signed = [op.signed and op.has_magnitude for op in defs]
+        return _ArgTable(
+            low=torch.tensor(low, device=device),
+            span=torch.tensor(span, device=device),
+            scale=torch.tensor(scale, device=device),
+            rounding=torch.tensor(rounding, device=device),
+            signed=torch.tensor(signed, device=device),
+            bins=bins.to(device),
+        )
+
+
 class BatchAugmenter:
     """Apply a policy to (N, C, H, W) uint8 or float batches, independently per sample.
 
@@ -81,6 +124,8 @@ class BatchAugmenter:
         self.ops: tuple[str, ...] = policy.op_set
         self._defs: tuple[OpDef, ...] = tuple(OPS[name] for name in self.ops)
         self._tables = self._subpolicy_tables() if policy.kind == "subpolicies" else None
+        self._arg_tables: dict[tuple[tuple[int, int], str], _ArgTable] = {}
+        self._groups = SlotGroups.build(self._defs)
 
     def _subpolicy_tables(self) -> tuple[Tensor, Tensor, Tensor]:
         subs = self.policy.sub_policies
@@ -153,31 +198,48 @@ class BatchAugmenter:
         dev = gen.device
         negative = torch.rand(n, generator=gen, device=dev) < 0.5
         centre = torch.rand(n, 2, generator=gen, device=dev)
-        height, width = image_size
-        arg = torch.zeros(n, device=dev)
-        for k, op in enumerate(self._defs):
-            if not op.has_magnitude:
-                continue
-            size = {"TranslateY": height, "Cutout": min(height, width)}.get(op.name, width)
-            if magnitude.dtype == torch.long:  # TrivialAugment bins: torchvision's exact table
-                value = op.bin_to_arg(magnitude, TRIVIAL_BINS, self.policy.wide, size)
-            else:
-                value = op.magnitude_to_arg(magnitude, wide=self.policy.wide, size=size)
-            if op.signed:
-                value = torch.where(negative, -value, value)
-            arg = torch.where(op_index == k, value, arg)
+        table = self._arg_table(image_size, dev)
+        if magnitude.dtype == torch.long:  # TrivialAugment bins: torchvision's exact tables
+            arg = table.bins[op_index, magnitude]
+        else:
+            # low + m * (high - low), times the side for relative ranges: the float32 steps of
+            # OpDef.magnitude_to_arg, gathered per sample instead of looped over ops.
+            arg = table.low[op_index] + magnitude * table.span[op_index]
+            arg = arg * table.scale[op_index]
+            mode = table.rounding[op_index]
+            arg = torch.where(mode == 1, arg.round(), torch.where(mode == 2, arg.trunc(), arg))
+        arg = torch.where(negative & table.signed[op_index], -arg, arg)
         return SlotParams(op_index, apply, arg, centre)
+
+    def _arg_table(self, image_size: tuple[int, int], device: torch.device) -> _ArgTable:
+        key = (image_size, str(device))
+        if key not in self._arg_tables:
+            self._arg_tables[key] = _ArgTable.build(
+                self._defs, self.policy.wide, image_size, device
+            )
+        return self._arg_tables[key]
 
     def apply_params(self, images: Tensor, params: AugmentParams) -> Tensor:
         """Apply previously drawn parameters; deterministic."""
         _check_batch(images)
         if params.ops != self.ops:
             raise ValueError("params were drawn for another policy's op set")
-        if params.shift.shape[0] != images.shape[0]:
-            raise ValueError(f"params are for {params.shift.shape[0]} samples, not {len(images)}")
-        out = self._apply_base(images, params)
-        for slot in params.slots:
-            out = self._apply_slot(out, slot)
+        n = images.shape[0]
+        if params.shift.shape[0] != n:
+            raise ValueError(f"params are for {params.shift.shape[0]} samples, not {n}")
+        base = self._apply_base(images, params)
+        if not params.slots or n == 0:
+            return base
+        dev = images.device
+        height, width = images.shape[-2:]
+        slots = [self._groups.prepare(s, dev, height, width) for s in params.slots]
+        out = torch.empty(images.shape, dtype=images.dtype, device=dev)
+        # On CPU, rows go through all slots block by block: every temporary stays small, in
+        # cache and under the allocator's mmap threshold (which page-faults on every call).
+        step = n if dev.type != "cpu" else max(1, SLOT_BLOCK_PIXELS // (height * width))
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
+            self._groups.apply(base[rows], [s.select(rows) for s in slots], out[rows])
         return out
 
     def _apply_base(self, images: Tensor, params: AugmentParams) -> Tensor:
@@ -192,43 +254,6 @@ class BatchAugmenter:
         row_x = torch.stack((sign[:, 0], zero, shift[:, 1]), dim=-1)
         row_y = torch.stack((zero, sign[:, 1], shift[:, 0]), dim=-1)
         return warp_affine(images, torch.stack((row_x, row_y), dim=1))
-
-    def _apply_slot(self, images: Tensor, slot: SlotParams) -> Tensor:
-        dev = images.device
-        op_index, apply = slot.op_index.to(dev), slot.apply.to(dev)
-        arg, centre = slot.arg.to(dev), slot.centre.to(dev)
-        n, _, height, width = images.shape
-        out = images
-        warped = torch.zeros(n, dtype=torch.bool, device=dev)
-        theta = torch.eye(2, 3, device=dev).repeat(n, 1, 1)
-        for k, op in enumerate(self._defs):
-            chosen = apply & (op_index == k)
-            if op.matrix is not None:
-                # Masked select instead of boolean indexing: no host sync per op.
-                matrix = op.matrix(arg, height, width)
-                theta = torch.where(chosen.view(-1, 1, 1), matrix, theta)
-                warped |= chosen
-                continue
-            if op.name == "Identity":
-                continue
-            rows = chosen.nonzero().squeeze(1)
-            if rows.numel() == 0:
-                continue
-            extra = {"centre": centre[rows]} if op.needs_centre else {}
-            result = op.fn(images.index_select(0, rows), arg[rows], **extra)
-            out = _put_rows(out, images, rows, result)
-        rows = warped.nonzero().squeeze(1)
-        if rows.numel():
-            result = warp_affine(images.index_select(0, rows), theta[rows])
-            out = _put_rows(out, images, rows, result)
-        return out
-
-
-def _put_rows(out: Tensor, images: Tensor, rows: Tensor, result: Tensor) -> Tensor:
-    # Copy once per slot, then write in place: the caller's batch is never modified.
-    if out is images:
-        out = images.clone()
-    return out.index_copy_(0, rows, result)
 
 
 def _check_batch(images: Tensor) -> None:

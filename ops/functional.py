@@ -34,10 +34,16 @@ def _check(images: Tensor, arg: Tensor | None = None) -> None:
         raise ValueError(f"arg must have shape ({images.shape[0]},), got {tuple(arg.shape)}")
 
 
+def _float(images: Tensor) -> Tensor:
+    # Convert before any arithmetic: mixed uint8/float kernels are many times slower on CPU.
+    return images if images.is_floating_point() else images.to(torch.float32)
+
+
 def _finish(out: Tensor, like: Tensor) -> Tensor:
-    # torchvision clamps and then truncates when casting back to uint8.
+    # torchvision clamps and then truncates when casting back to uint8; float -> int16 -> uint8
+    # truncates the same way and is several times faster than a direct float -> uint8 cast.
     out = out.clamp_(0, _bound(like))
-    return out if like.is_floating_point() else out.to(like.dtype)
+    return out if like.is_floating_point() else out.to(torch.int16).to(like.dtype)
 
 
 # --- geometry -------------------------------------------------------------------------------
@@ -91,35 +97,58 @@ def flip_ud_matrix(arg: Tensor, height: int, width: int) -> Tensor:
     return _rows(one, zero, zero, zero, -one, zero)
 
 
-def _base_grid(height: int, width: int, device: torch.device) -> Tensor:
-    xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width, device=device)
-    ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height, device=device)
-    grid = torch.ones(height, width, 3, device=device)
-    grid[..., 0] = xs
-    grid[..., 1] = ys.unsqueeze(-1)
-    return grid.view(1, height * width, 3)
+#: Rows per block of a CPU warp hold about this many pixels: the int64 gather index then stays
+#: in cache and under the allocator's mmap threshold, which would page-fault on every call.
+WARP_BLOCK_PIXELS = 2**18
+
+
+def _unnormalised(grid: Tensor, size: int) -> Tensor:
+    """grid_sample's nearest source index, +1 for the zero border and clamped onto it."""
+    grid = grid.add_(1).mul_(size).sub_(1).mul_(0.5).round_()
+    return grid.add_(1).clamp_(0, size + 1)
+
+
+def _source_index(theta: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+    """Flat nearest source index into the zero-bordered image, (N, 1, H * W) int64."""
+    h, w = ys.numel(), xs.numel()
+    scale = torch.tensor([0.5 * w, 0.5 * h], device=theta.device)
+    rescaled = theta.transpose(1, 2) / scale  # (N, 3, 2), as torchvision's _affine_grid
+    # torchvision's grid is base_grid @ rescaled: (x * r0 + y * r1) + r2 per output pixel. The
+    # same sums in the same order, split into a row and a column term, give identical floats,
+    # so rounding ties (e.g. on the diagonals of a 135 degree rotation) go the same way.
+    index = []
+    for j, size in ((0, w), (1, h)):
+        col, row, const = (rescaled[:, k, j, None] for k in range(3))
+        grid = torch.add((xs * col)[:, None, :], (ys * row)[:, :, None])
+        index.append(_unnormalised(grid.add_(const[:, :, None]), size))
+    # Exact in float32: indices stay far below 2**24 for any realistic image.
+    return index[1].mul_(w + 2).add_(index[0]).view(-1, 1, h * w).long()
 
 
 def warp_affine(images: Tensor, theta: Tensor) -> Tensor:
     """Warp each image by its own inverse affine matrix, nearest sampling, fill 0.
 
     ``theta`` (N, 2, 3) maps output to input pixel coordinates centred on the image, as
-    torchvision's ``_get_inverse_affine_matrix``. The grid is built as torchvision's
-    ``_affine_grid`` and rounded like ``grid_sample(mode="nearest", align_corners=False)``, but
-    the pixels are gathered directly so uint8 batches never round-trip through float.
+    torchvision's ``_get_inverse_affine_matrix``. Source positions are those of torchvision's
+    ``_affine_grid`` rounded like ``grid_sample(mode="nearest", align_corners=False)``, but the
+    pixels are gathered directly so uint8 batches never round-trip through float. Positions
+    outside the image read a one-pixel zero border, so no validity mask is needed.
     """
     _check(images)
     n, c, h, w = images.shape
-    scale = torch.tensor([0.5 * w, 0.5 * h], device=images.device)
-    rescaled = theta.to(device=images.device, dtype=torch.float32).transpose(1, 2) / scale
-    grid = torch.matmul(_base_grid(h, w, images.device), rescaled)  # (N, H*W, 2)
-    ix = ((grid[..., 0] + 1) * w - 1).mul_(0.5).round_()
-    iy = ((grid[..., 1] + 1) * h - 1).mul_(0.5).round_()
-    valid = (ix >= 0) & (ix <= w - 1) & (iy >= 0) & (iy <= h - 1)
-    index = (iy.clamp_(0, h - 1) * w + ix.clamp_(0, w - 1)).long()
-    out = images.reshape(n, c, h * w).gather(2, index.unsqueeze(1).expand(n, c, h * w))
-    out = out.masked_fill_(~valid.unsqueeze(1), 0)
-    return out.view(n, c, h, w)
+    dev = images.device
+    theta = theta.to(device=dev, dtype=torch.float32)
+    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=dev)
+    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=dev)
+    out = torch.empty(images.shape, dtype=images.dtype, device=dev)
+    step = n if dev.type != "cpu" else max(1, WARP_BLOCK_PIXELS // (h * w))
+    for start in range(0, n, step):  # blocks of rows bound the temporaries, see above
+        rows = slice(start, start + step)
+        padded = torch.nn.functional.pad(images[rows], (1, 1, 1, 1))
+        m = padded.shape[0]
+        index = _source_index(theta[rows], xs, ys).expand(m, c, h * w)
+        torch.gather(padded.view(m, c, -1), 2, index, out=out[rows].view(m, c, h * w))
+    return out
 
 
 def _warp_op(images: Tensor, arg: Tensor, matrix_fn: object) -> Tensor:
@@ -176,11 +205,12 @@ def identity(images: Tensor, arg: Tensor) -> Tensor:
 
 
 def _blend(images: Tensor, other: Tensor, factor: Tensor) -> Tensor:
-    return _finish(images * factor + other * (1.0 - factor), images)
+    work = _float(images).mul(factor)
+    return _finish(work.add_(other * (1.0 - factor)), images)
 
 
 def _grayscale(images: Tensor) -> Tensor:
-    r, g, b = images.unbind(dim=1)
+    r, g, b = _float(images).unbind(dim=1)
     gray = (r * _GRAY[0]).add_(g, alpha=_GRAY[1]).add_(b, alpha=_GRAY[2]).unsqueeze(1)
     return gray if images.is_floating_point() else gray.floor_()
 
@@ -188,7 +218,7 @@ def _grayscale(images: Tensor) -> Tensor:
 def brightness(images: Tensor, arg: Tensor) -> Tensor:
     """Scale intensities by ``1 + arg``."""
     _check(images, arg)
-    return _finish(images * (1.0 + _per_sample(arg, images)), images)
+    return _finish(_float(images).mul(1.0 + _per_sample(arg, images)), images)
 
 
 def color(images: Tensor, arg: Tensor) -> Tensor:
@@ -202,14 +232,14 @@ def color(images: Tensor, arg: Tensor) -> Tensor:
 def contrast(images: Tensor, arg: Tensor) -> Tensor:
     """Blend with the mean grayscale level by factor ``1 + arg``."""
     _check(images, arg)
-    gray = _grayscale(images) if images.shape[1] == 3 else images.float()
+    gray = _grayscale(images) if images.shape[1] == 3 else _float(images)
     mean = gray.mean(dim=(1, 2, 3), keepdim=True)
     return _blend(images, mean, 1.0 + _per_sample(arg, images))
 
 
 def _box_sum(images: Tensor) -> Tensor:
-    """3x3 neighbourhood sums of the interior pixels, exact in int32 for uint8 input."""
-    work = images if images.is_floating_point() else images.to(torch.int32)
+    """3x3 neighbourhood sums of the interior pixels (int16 for uint8 input: at most 2295)."""
+    work = images if images.is_floating_point() else images.to(torch.int16)
     _h, w = work.shape[-2:]
     rows = work[..., :-2, :] + work[..., 1:-1, :] + work[..., 2:, :]
     return rows[..., :-2] + rows[..., 1 : w - 1] + rows[..., 2:]
@@ -224,12 +254,15 @@ def sharpness(images: Tensor, arg: Tensor) -> Tensor:
     centre = images[..., 1:-1, 1:-1]
     if images.is_floating_point():
         blurred = (_box_sum(images) + 4 * centre) / 13.0
+        work = centre
     else:
-        # (sum + 4 * centre) / 13 never ends in .5, so this integer form is exactly round().
-        total = _box_sum(images) + 4 * centre.to(torch.int32)
-        blurred = (2 * total + 13).div_(26, rounding_mode="floor").float()
+        # round((sum + 4 * centre) / 13): the quotient never ends in .5, and float32 is far
+        # more precise than the 1/26 it keeps from any integer, so floor(x + 0.5) is exact.
+        total = _box_sum(images).add_(centre.to(torch.int16), alpha=4)
+        blurred = total.to(torch.float32).add_(6.5).div_(13.0).floor_()
+        work = centre.to(torch.float32)
     factor = 1.0 + _per_sample(arg, images)
-    inner = _finish(centre + (blurred - centre) * (1.0 - factor), images)
+    inner = _finish((blurred - work).mul_(1.0 - factor).add_(work), images)
     out = images.clone()
     out[..., 1:-1, 1:-1] = inner
     return out
@@ -283,8 +316,7 @@ def autocontrast(images: Tensor, arg: Tensor) -> Tensor:
     flat = high == low
     inv_scale = torch.where(flat, 1.0, (high - low) / bound)
     low = torch.where(flat, 0.0, low)
-    work = images if images.is_floating_point() else images.float()
-    return (work - low).div_(inv_scale).clamp_(0, bound).to(images.dtype)
+    return _finish((_float(images) - low).div_(inv_scale), images)
 
 
 def equalize(images: Tensor, arg: Tensor) -> Tensor:
@@ -296,14 +328,17 @@ def equalize(images: Tensor, arg: Tensor) -> Tensor:
     n, c, h, w = images.shape
     as_uint8 = images if images.dtype == torch.uint8 else images.mul(255).round_().to(torch.uint8)
     flat = as_uint8.reshape(n * c, h * w).long()
-    offsets = torch.arange(n * c, device=images.device).unsqueeze(1) * 256
-    hist = torch.bincount((flat + offsets).view(-1), minlength=n * c * 256).view(n * c, 256)
+    ones = torch.ones(1, dtype=torch.long, device=images.device).expand(n * c, h * w)
+    hist = torch.zeros(n * c, 256, dtype=torch.long, device=images.device)
+    hist.scatter_add_(1, flat, ones)
     cum = hist.cumsum(dim=1)
     last = cum.argmax(dim=1, keepdim=True)  # first bin reaching the total: the largest value
     step = (h * w - hist.gather(1, last)).div(255, rounding_mode="floor")
     lut = (cum[:, :-1] + step // 2).div(step.clamp(min=1), rounding_mode="floor").clamp_(0, 255)
-    lut = torch.cat([torch.zeros_like(lut[:, :1]), lut], dim=1).to(torch.uint8)
-    out = torch.where(step > 0, lut.gather(1, flat), flat.to(torch.uint8)).view(n, c, h, w)
+    lut = torch.cat([torch.zeros_like(lut[:, :1]), lut], dim=1)
+    # A channel with a single value (step 0) is left unchanged: identity table.
+    lut = torch.where(step > 0, lut, torch.arange(256, device=images.device))
+    out = lut.to(torch.uint8).gather(1, flat).view(n, c, h, w)
     if images.dtype == torch.uint8:
         return out
     return torch.where((step > 0).view(n, c, 1, 1), out.to(images.dtype) / 255.0, images)

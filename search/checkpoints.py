@@ -87,7 +87,6 @@ def make_artifact_store(url_or_path: str | Path) -> ArtifactStore:
         if not bucket or "/" in bucket:
             raise ValueError(f"artifact store URL {text!r} must be s3://<bucket>")
         import boto3  # lazily: only S3 deployments need it
-
         from optuna.artifacts import Boto3ArtifactStore
 
         return Boto3ArtifactStore(bucket, client=boto3.client("s3"))

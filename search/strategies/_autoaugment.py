@@ -15,10 +15,22 @@ from search.strategies.base import Strategy
 AUTOAUGMENT_OPS: tuple[str, ...] = tuple(
     name
     for name in (
-        "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "AutoContrast", "Invert",
-        "Equalize", "Solarize", "Posterize", "Contrast", "Color", "Brightness", "Sharpness",
+        "ShearX",
+        "ShearY",
+        "TranslateX",
+        "TranslateY",
+        "Rotate",
+        "AutoContrast",
+        "Invert",
+        "Equalize",
+        "Solarize",
+        "Posterize",
+        "Contrast",
+        "Color",
+        "Brightness",
+        "Sharpness",
         "Cutout",
-    )  # fmt: skip
+    )
     if name in OPS
 )
 #: Discretisation of AutoAugment: 11 probabilities (0, 0.1, ..., 1) and 10 magnitudes (bin / 9).

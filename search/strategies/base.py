@@ -110,7 +110,7 @@ class Strategy(ABC):
 
 def _suggest(trial: BaseTrial, name: str, dist: BaseDistribution) -> Any:
     if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, list(dist.choices))  # type: ignore[arg-type]
+        return trial.suggest_categorical(name, list(dist.choices))
     if isinstance(dist, IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
     if isinstance(dist, FloatDistribution):

@@ -103,7 +103,7 @@ def _ops_chart(rows: list[TrialSummary]) -> tuple[str, int]:
     counts = op_frequencies([r.policy for r in top if r.policy is not None])
     bars = [
         Bar(c.op, c.count, {"op": c.op, "count": c.count, "magnitude": c.mean_magnitude},
-            "" if c.mean_magnitude is None else f"mean magnitude {c.mean_magnitude:.2f}")
+            "" if c.mean_magnitude is None else f"m={c.mean_magnitude:.2f}")
         for c in counts
     ]  # fmt: skip
     return bar_chart("op-frequency", bars, "Ops in the top trials"), len(top)

@@ -20,6 +20,7 @@ class PolicyCache:
 
     def __init__(self, ttl_s: float = 5.0) -> None:
         self._entries: dict[int, tuple[float, int, dict[str, Any]]] = {}
+        self._rendered: dict[tuple[int, str], bytes] = {}
         self._lock = threading.Lock()
         self._ttl_s = ttl_s
 
@@ -32,14 +33,32 @@ class PolicyCache:
             return entry[1], entry[2]
 
     def put(self, dataset_id: int, owner_id: int, payload: dict[str, Any]) -> None:
-        """Cache a dataset's best policy payload."""
+        """Cache a dataset's best policy payload (dropping its stale renderings)."""
         with self._lock:
             self._entries[dataset_id] = (time.monotonic(), owner_id, payload)
+            self._drop_rendered(dataset_id)
+
+    def rendered(self, dataset_id: int, fmt: str) -> bytes | None:
+        """The response body already rendered for ``fmt``, if any."""
+        with self._lock:
+            return self._rendered.get((dataset_id, fmt))
+
+    def remember(self, dataset_id: int, fmt: str, body: bytes) -> None:
+        """Keep a rendered response body beside the entry it was rendered from."""
+        with self._lock:
+            if dataset_id in self._entries:
+                self._rendered[(dataset_id, fmt)] = body
+
+    def _drop_rendered(self, dataset_id: int) -> None:
+        for key in [k for k in self._rendered if k[0] == dataset_id]:
+            del self._rendered[key]
 
     def invalidate(self, dataset_id: int | None = None) -> None:
         """Forget one dataset's entry, or every entry."""
         with self._lock:
             if dataset_id is None:
                 self._entries.clear()
+                self._rendered.clear()
             else:
                 self._entries.pop(dataset_id, None)
+                self._drop_rendered(dataset_id)

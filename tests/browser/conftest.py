@@ -22,7 +22,7 @@ from service.settings import Settings
 CHROMIUM = "/usr/bin/chromium"
 
 # Small enough to train in seconds on a CPU, large enough to learn something.
-RECIPE = {"epochs": 2, "width": 0.5, "batch_size": 64, "optimizer": "adamw", "lr": 0.01,
+RECIPE = {"epochs": 2, "width": 0.5, "batch_size": 16, "optimizer": "adamw", "lr": 0.01,
           "weight_decay": 0.0005}  # fmt: skip
 FINISHED_SPEC = {
     "strategy": "randaugment", "n_trials": 3, "baselines": ["none"], "recipe": RECIPE,
@@ -65,10 +65,19 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _wait_state(http: httpx.Client, search_id: int, state: str, timeout: float) -> None:
-    def reached() -> bool:
-        return bool(http.get(f"/api/v1/searches/{search_id}").json()["state"] == state)
+    seen: list[str] = []
 
-    _wait(reached, timeout, f"search {search_id} to be {state}")
+    def reached() -> bool:
+        response = http.get(f"/api/v1/searches/{search_id}")
+        seen.append(f"{response.status_code} {response.text[:300]}")
+        return response.status_code == 200 and response.json()["state"] == state
+
+    try:
+        _wait(reached, timeout, f"search {search_id} to be {state}")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; last answers: {seen[-3:]}") from exc
+    errors = [a for a in seen if not a.startswith("200")]
+    assert not errors, f"the API answered errors while polling: {errors[:3]}"
 
 
 def _populate(server: LiveServer, http: httpx.Client) -> Any:
@@ -149,14 +158,31 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
+@dataclass
+class Console:
+    """What the browser console reported, and the messages a test expects (substrings)."""
+
+    errors: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+
+    def unexpected(self) -> list[str]:
+        """Errors no test declared."""
+        return [e for e in self.errors if not any(x in e for x in self.expected)]
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh 1280x900 page; the test fails if the browser console logged an error."""
+def console() -> Console:
+    """The console log of the test's page."""
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Any, console: Console) -> Iterator[Any]:
+    """A fresh 1280x900 page; the test fails if the browser console logged an unexpected error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
-    errors: list[str] = []
-    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on("console", lambda msg: console.errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda exc: console.errors.append(str(exc)))
     yield tab
     context.close()
-    assert not errors, f"browser console errors: {errors}"
+    assert not console.unexpected(), f"browser console errors: {console.unexpected()}"

@@ -12,7 +12,6 @@ from optuna.trial import TrialState
 
 from ops.policy import load_policy
 from search import lifecycle
-from search.datasets import DatasetSpec
 from search.objective import claim_budget_slot
 from search.spec import SearchSpec
 from search.strategies import get_strategy

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from search.datasets import DatasetSpec
-from search.spec import FINAL_EPOCHS_FACTOR, DEFAULT_BASELINES, SearchSpec
+from search.spec import DEFAULT_BASELINES, FINAL_EPOCHS_FACTOR, SearchSpec
 from search.trainer import TrainerRecipe
 
 

@@ -121,9 +121,7 @@ def test_co_search_knobs_reach_policy_and_recipe() -> None:
 
 def test_fast_autoaugment_merges_the_top_candidates_without_repeats() -> None:
     strategy = FastAutoAugmentStrategy()
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
-    )
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     for value in (0.1, 0.9, 0.5, 0.7):
         trial = study.ask()
         strategy.suggest(trial)

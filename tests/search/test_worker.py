@@ -41,7 +41,9 @@ def _start_worker(url: str, art: Path) -> subprocess.Popen[bytes]:
         f"run_worker({url!r}, 'cpu', {str(art)!r}, heartbeat_interval=1, grace_period=2, "
         "poll_interval=0.2, name='victim')\n"
     )
-    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
 
 
 def _wait_running(storage: optuna.storages.RDBStorage, search_id: str, min_epochs: int) -> None:
@@ -71,7 +73,7 @@ def test_sigkill_leaves_a_trial_that_is_failed_and_retried(tmp_path: Path) -> No
     killed, retry = study.get_trials()
     assert killed.state == TrialState.FAIL and retry.state == TrialState.WAITING
     assert retry.params == killed.params
-    Worker(url, "cpu", art, heartbeat_interval=1, poll_interval=0.2).run(max_idle=0)
+    Worker(url, "cpu", art, heartbeat_interval=1, poll_interval=0.2, max_trials=1).run(max_idle=0)
     retried = study.get_trials()[1]
     assert retried.state == TrialState.COMPLETE and retried.params == killed.params
     assert retried.system_attrs["retry_history"] == [0]

@@ -65,7 +65,12 @@ def test_tokens_authenticate_requests(settings: Settings, tmp_path: Path) -> Non
 def test_client_round_trip(client: TestClient, digits: dict[str, Any]) -> None:
     api = Client(http=client)
     assert api.datasets()["items"][0]["id"] == digits["id"]
-    spec = {"strategy": "randaugment", "n_trials": 1, "baselines": ["none"], "recipe": {"epochs": 2}}
+    spec = {
+        "strategy": "randaugment",
+        "n_trials": 1,
+        "baselines": ["none"],
+        "recipe": {"epochs": 2},
+    }
     search = api.start_search(int(digits["id"]), spec, name="from the client")
     assert api.search(search["id"])["name"] == "from the client"
     assert api.searches(state="queued")["total"] == 1

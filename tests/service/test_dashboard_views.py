@@ -286,3 +286,32 @@ def test_dashboard_signs_in_with_a_token_cookie(settings: Settings) -> None:
         assert anonymous.get("/").status_code == 200
         anonymous.cookies.set("augsearch_token", "aug_wrong")
         assert anonymous.get("/").status_code == 401
+
+
+def test_optuna_dashboard_runs_beside_the_app_and_is_linked(settings: Settings) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    from service.dashboard import mount_optuna_dashboard
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    app = create_app(settings, reconcile=False)
+    url = mount_optuna_dashboard(app, settings, port=port)
+    assert url == f"http://127.0.0.1:{port}/dashboard/"
+    with TestClient(app) as client:
+        assert f'id="optuna-dashboard-link" href="{url}"' in client.get("/workers").text
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                meta = httpx.get(f"http://127.0.0.1:{port}/api/meta", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "optuna-dashboard did not start"
+                time.sleep(0.3)
+        assert meta.status_code == 200
+    with pytest.raises(httpx.TransportError):  # stopped with the app
+        httpx.get(f"http://127.0.0.1:{port}/api/meta", timeout=2)
