@@ -10,18 +10,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ops.apply import BatchAugmenter, PolicyTransform
-    from ops.catalogue import OPS, STANDARD_OPS, OpDef, op_names
+    from ops.apply import BatchAugmenter, PolicyTransform  # noqa: F401
+    from ops.catalogue import OPS, STANDARD_OPS, OpDef, op_names  # noqa: F401
     from ops.export import (
-        to_albumentations,
-        to_albumentations_dict,
-        to_python_snippet,
-        to_timm,
-        to_torchvision,
+        to_albumentations,  # noqa: F401
+        to_albumentations_dict,  # noqa: F401
+        to_python_snippet,  # noqa: F401
+        to_timm,  # noqa: F401
+        to_torchvision,  # noqa: F401
     )
-    from ops.mix import mix_batch
-    from ops.policy import BaseAugment, MixConfig, OpStep, Policy, load_policy
-    from ops.presets import PRESETS
+    from ops.mix import mix_batch  # noqa: F401
+    from ops.policy import BaseAugment, MixConfig, OpStep, Policy, load_policy  # noqa: F401
+    from ops.presets import PRESETS  # noqa: F401
 
 _EXPORTS = {
     "BatchAugmenter": "ops.apply",

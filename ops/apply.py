@@ -2,9 +2,9 @@
 
 Every sample draws its own op, probability outcome and magnitude. Sampling and applying are
 separate (:meth:`BatchAugmenter.sample_params` / :meth:`BatchAugmenter.apply_params`) so the
-batched result can be checked image by image against the same parameters. Applying loops over
-the policy's ops, never over samples: in each op slot all samples that drew a geometric op share
-one affine warp, and each other op runs once on the rows that drew it.
+batched result can be checked image by image against the same parameters. Applying never loops
+over samples: in each op slot the rows are grouped by the op they drew (:mod:`ops.groups`), all
+rows with a geometric op share one affine warp, and each other op runs once on its rows.
 """
 
 from __future__ import annotations
@@ -97,16 +97,16 @@ class _ArgTable:
                 continue
             size = {"TranslateY": height, "Cutout": min(height, width)}.get(op.name, width)
             low, high, relative = op.range(wide)
-            rounding = {"none": 0, "round": 1, "trunc": 2}[op.rounding]
-            rows.append((low, high - low, float(size) if relative else 1.0, rounding))
+            mode = {"none": 0, "round": 1, "trunc": 2}[op.rounding]
+            rows.append((low, high - low, float(size) if relative else 1.0, mode))
             bins[k] = op.bin_to_arg(torch.arange(TRIVIAL_BINS), TRIVIAL_BINS, wide, size)
-        low, span, scale, rounding = zip(*rows, strict=True)
+        columns = list(zip(*rows, strict=True))
         signed = [op.signed and op.has_magnitude for op in defs]
         return _ArgTable(
-            low=torch.tensor(low, device=device),
-            span=torch.tensor(span, device=device),
-            scale=torch.tensor(scale, device=device),
-            rounding=torch.tensor(rounding, device=device),
+            low=torch.tensor(columns[0], device=device),
+            span=torch.tensor(columns[1], device=device),
+            scale=torch.tensor(columns[2], device=device),
+            rounding=torch.tensor(columns[3], device=device),
             signed=torch.tensor(signed, device=device),
             bins=bins.to(device),
         )

@@ -20,17 +20,16 @@ by any worker or by the service's reconciler at any time.
 from __future__ import annotations
 
 import re
-import sqlite3
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from search.spec import SearchSpec
+from search.storage import fail_stale_trials, make_storage
 from search.strategies import get_strategy, make_pruner, make_sampler
 
 OPEN, FINALIZING, DONE, CANCELLED, FAILED = "open", "finalizing", "done", "cancelled", "failed"
@@ -58,53 +57,13 @@ def study_name(search_id: str) -> str:
     return STUDY_PREFIX + search_id
 
 
-def make_storage(
-    url: str,
-    *,
-    heartbeat_interval: int | None = 30,
-    grace_period: int | None = None,
-    max_retry: int | None = 2,
-) -> RDBStorage:
-    """Build an RDBStorage with heartbeats and retry of stale trials.
-
-    SQLite files get WAL mode and a long busy timeout so a few local worker processes can share
-    them; use PostgreSQL beyond one host or a handful of workers.
-
-    Args:
-        url: SQLAlchemy URL of the database.
-        heartbeat_interval: seconds between heartbeats of a running trial (None: no heartbeat).
-        grace_period: seconds without heartbeat after which a trial is stale (default 2x).
-        max_retry: how many times a stale trial is re-queued with the same params.
-    """
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            with sqlite3.connect(path, timeout=60) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    with warnings.catch_warnings():
-        # Heartbeats and the retry callback are marked experimental; they are what we rely on.
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        callback = (
-            RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
-        )
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=callback,
-        )
-
-
 def spec_of(study: optuna.Study) -> SearchSpec:
     """Read the SearchSpec stored in a search study."""
     return SearchSpec.model_validate_json(study.user_attrs["spec"])
 
 
 def create_search_study(
-    storage: RDBStorage | str, search_id: str, spec: SearchSpec
+    storage: BaseStorage | str, search_id: str, spec: SearchSpec
 ) -> optuna.Study:
     """Create (or load) the study of a search, store its spec and enqueue the baselines.
 
@@ -138,7 +97,7 @@ def create_search_study(
 
 
 def load_search_study(
-    storage: RDBStorage | str, search_id: str, *, sampler_seed: int | None = None
+    storage: BaseStorage | str, search_id: str, *, sampler_seed: int | None = None
 ) -> optuna.Study:
     """Load a search study with the sampler and pruner its spec asks for.
 
@@ -243,13 +202,13 @@ def best_policy(trials: list[FrozenTrial], spec: SearchSpec) -> BestPolicy | Non
     return best
 
 
-def status(storage: RDBStorage | str, search_id: str) -> StudyStatus:
+def status(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     """Describe a search without changing it."""
     study = _load_plain(storage, search_id)
     return _status(study, search_id, study.get_trials(deepcopy=False))
 
 
-def _load_plain(storage: RDBStorage | str, search_id: str) -> optuna.Study:
+def _load_plain(storage: BaseStorage | str, search_id: str) -> optuna.Study:
     try:
         study = optuna.load_study(study_name=study_name(search_id), storage=storage)
     except KeyError:
@@ -278,7 +237,7 @@ def _status(study: optuna.Study, search_id: str, trials: list[FrozenTrial]) -> S
     )
 
 
-def advance(storage: RDBStorage | str, search_id: str) -> StudyStatus:
+def advance(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     """Move a search on when its current stage is over; idempotent.
 
     - open: once ``n_trials`` search trials are COMPLETE and no search/baseline trial is
@@ -405,7 +364,7 @@ def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:
     return FINALIZING
 
 
-def cancel(storage: RDBStorage | str, search_id: str) -> StudyStatus:
+def cancel(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     """Cancel a search: workers stop its running trials between epochs and start no new ones."""
     study = _load_plain(storage, search_id)
     if study.user_attrs.get("state") in ACTIVE_STATES:
@@ -413,7 +372,7 @@ def cancel(storage: RDBStorage | str, search_id: str) -> StudyStatus:
     return status(storage, search_id)
 
 
-def resume(storage: RDBStorage | str, search_id: str) -> StudyStatus:
+def resume(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     """Reopen a cancelled search; its waiting trials run and its stage is recomputed."""
     study = _load_plain(storage, search_id)
     if study.user_attrs.get("state") == CANCELLED:
@@ -422,21 +381,16 @@ def resume(storage: RDBStorage | str, search_id: str) -> StudyStatus:
     return advance(storage, search_id)
 
 
-def fail_stale(storage: RDBStorage | str, search_id: str) -> list[int]:
+def fail_stale(storage: BaseStorage | str, search_id: str) -> list[int]:
     """Fail trials whose worker stopped heart-beating (and re-queue them by the retry callback).
 
-    Works with no worker alive: call it from the reconciler. The storage must have heartbeats
-    enabled (see `make_storage`); a URL is opened with the default heartbeat settings.
+    Works with no worker alive: call it from the reconciler. Trials of RDB storages with
+    heartbeats (see `make_storage`) and trials held by a lease (gRPC workers) are checked; a
+    URL is opened with the default heartbeat settings.
 
     Returns:
         Numbers of the trials that were failed.
     """
     if isinstance(storage, str):
         storage = make_storage(storage)
-    study = _load_plain(storage, search_id)
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    return sorted(running - still)
+    return fail_stale_trials(_load_plain(storage, search_id))

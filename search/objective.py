@@ -14,12 +14,15 @@ complete trials plus the other flagged running ones, so with any interleaving at
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.artifacts._protocol import ArtifactStore
@@ -36,6 +39,39 @@ from search.trainer import TrainerRecipe, TrainResult, evaluate, train
 
 class TrialStopped(RuntimeError):
     """The trial was stopped from outside (search cancelled, worker terminated)."""
+
+
+class TrainFn(Protocol):
+    """Replaces the training of a trial (dispatch benchmarks and tests of the worker fleet).
+
+    Called after the policy is drawn or loaded; ``check_stop()`` raises `TrialStopped` when
+    the worker is terminating or the search was cancelled. Returns the trial's value.
+    """
+
+    def __call__(self, trial: optuna.Trial, role: str, check_stop: Callable[[], None]) -> float: ...
+
+
+@dataclass(frozen=True)
+class FixedLengthTrial:
+    """A `TrainFn` of fixed duration: ``steps`` steps of ``seconds / steps`` sleep.
+
+    Each step reports an intermediate value and checks for stop, like an epoch; the value is
+    a deterministic function of the trial's params, so the sampler has a signal to follow.
+    """
+
+    seconds: float = 2.0
+    steps: int = 4
+
+    def __call__(self, trial: optuna.Trial, role: str, check_stop: Callable[[], None]) -> float:
+        """Sleep through the steps and return the params' value."""
+        text = json.dumps(trial.params, sort_keys=True, default=str)
+        value = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        for step in range(1, self.steps + 1):
+            time.sleep(self.seconds / self.steps)
+            if role != "final":
+                trial.report(value * step / self.steps, step)
+            check_stop()
+        return value
 
 
 @dataclass
@@ -87,6 +123,7 @@ class Objective:
         worker: name recorded in the trial's ``worker`` attr (default ``host:pid``).
         stop_event: when set (e.g. by SIGTERM), the running trial stops after its epoch.
         data_cache_dir: decoded-dataset cache folder passed to `load_dataset`.
+        train_fn: replaces the training (see `TrainFn`); the budget checks still apply.
     """
 
     def __init__(
@@ -97,8 +134,10 @@ class Objective:
         worker: str | None = None,
         stop_event: threading.Event | None = None,
         data_cache_dir: str | None = None,
+        train_fn: TrainFn | None = None,
     ) -> None:
         self.artifact_store = artifact_store
+        self.train_fn = train_fn
         self.device = device
         self.worker = worker or worker_identity()
         self.stop_event = stop_event or threading.Event()
@@ -170,6 +209,8 @@ class Objective:
             policy = load_policy(trial.user_attrs["policy"])
             overrides = dict(trial.user_attrs.get("recipe_overrides") or {})
         trial.set_user_attr("policy", policy.model_dump(mode="json"))
+        if self.train_fn is not None:
+            return float(self.train_fn(trial, role, lambda: self._raise_if_stopped(trial.study)))
         data = self.data(spec)
         if role == "search" and not strategy.trains_in_search:
             return self._score_candidate(trial, spec, policy, data)

@@ -12,6 +12,10 @@ Workers register in the study ``augsearch-workers``: one user attr per worker na
 ``{device, host, pid, state, current_trial, trials_done, last_seen}``. Each worker writes only
 its own key, so updates never race; a worker whose ``last_seen`` is older than a few poll
 intervals is gone.
+
+A lost connection to the storage (database restart, proxy blink) does not end the loop: the
+worker logs it and retries with backoff for up to ``max_outage_s``; a trial that was running
+then may be failed by the reapers and retried, like any interrupted trial.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import os
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,12 +34,21 @@ from typing import Any
 
 import optuna
 from optuna.artifacts._protocol import ArtifactStore
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from search import lifecycle
 from search.checkpoints import make_artifact_store
-from search.objective import Objective, worker_identity
+from search.objective import Objective, TrainFn, worker_identity
+from search.storage import (
+    PoolOptions,
+    RetryStaleTrial,
+    fail_stale_trials,
+    has_heartbeat,
+    is_transient,
+    lease,
+    make_storage,
+)
 
 WORKERS_STUDY = "augsearch-workers"
 log = logging.getLogger("augsearch.worker")
@@ -46,7 +58,8 @@ class Worker:
     """Pulls trials from every open search and trains them.
 
     Args:
-        storage_url: SQLAlchemy URL of the Optuna storage.
+        storage_url: SQLAlchemy URL of the Optuna storage, or ``grpc://host:port`` of a
+            storage proxy (trials then hold a lease instead of Optuna's heartbeat).
         device: torch device of the trainings.
         artifact_store: store (or folder / ``s3://bucket``) for checkpoints.
         name: worker name in the registry (default ``host:pid``).
@@ -58,6 +71,10 @@ class Worker:
         max_retry: re-queues of a trial whose worker died.
         search_ids: serve only these searches (None: all).
         data_cache_dir: decoded-dataset cache folder.
+        pool: connection pool on a server database.
+        train_fn: replaces the training of each trial (see `search.objective.TrainFn`).
+        stop_event: the event that stops the loop (default: a new one).
+        max_outage_s: how long the storage may stay unreachable before the worker gives up.
     """
 
     def __init__(
@@ -75,15 +92,23 @@ class Worker:
         max_retry: int = 2,
         search_ids: Sequence[str] | None = None,
         data_cache_dir: str | None = None,
+        pool: PoolOptions | None = None,
+        train_fn: TrainFn | None = None,
+        stop_event: threading.Event | None = None,
+        max_outage_s: float = 600.0,
     ) -> None:
         if poll_interval <= 0 or heartbeat_interval <= 0:
             raise ValueError("poll_interval and heartbeat_interval must be positive")
-        self.storage = lifecycle.make_storage(
+        self.storage: BaseStorage = make_storage(
             storage_url,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
             max_retry=max_retry,
+            pool=pool,
         )
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period or 2 * heartbeat_interval
+        self.max_outage_s = max_outage_s
         if isinstance(artifact_store, str | Path):
             artifact_store = make_artifact_store(artifact_store)
         self.name = name or worker_identity()
@@ -93,13 +118,14 @@ class Worker:
         self.idle_exit = idle_exit
         self.max_retry = max_retry
         self.search_ids = set(search_ids) if search_ids is not None else None
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
         self.objective = Objective(
             artifact_store,
             device=device,
             worker=self.name,
             stop_event=self.stop_event,
             data_cache_dir=data_cache_dir,
+            train_fn=train_fn,
         )
         self.trials_done = 0
         self._studies: dict[str, optuna.Study] = {}
@@ -118,20 +144,45 @@ class Worker:
         idle_limit = max_idle if max_idle is not None else self.idle_exit
         self._install_sigterm()
         idle_since = time.monotonic()
+        outage_since: float | None = None
         while not self.stop_event.is_set():
-            search_id = self.pick()
-            if search_id is None:
-                self._register("idle")
-                if idle_limit is not None and time.monotonic() - idle_since >= idle_limit:
-                    break
-                self.stop_event.wait(self.poll_interval)
+            try:
+                ran = self._serve_once()
+            except Exception as exc:
+                outage_since = outage_since or time.monotonic()
+                self._survive(exc, time.monotonic() - outage_since)
                 continue
-            self.run_one(search_id)
-            idle_since = time.monotonic()
-            if self.max_trials is not None and self.trials_done >= self.max_trials:
+            outage_since = None
+            if ran:
+                idle_since = time.monotonic()
+                if self.max_trials is not None and self.trials_done >= self.max_trials:
+                    break
+            elif idle_limit is not None and time.monotonic() - idle_since >= idle_limit:
                 break
-        self._register("stopped")
+            else:
+                self.stop_event.wait(self.poll_interval)
+        try:
+            self._register("stopped")
+        except Exception as exc:
+            log.warning("worker %s: could not record its stop: %s", self.name, exc)
         return self.trials_done
+
+    def _serve_once(self) -> bool:
+        """Run one trial if a search has work; returns whether one ran."""
+        search_id = self.pick()
+        if search_id is None:
+            self._register("idle")
+            return False
+        self.run_one(search_id)
+        return True
+
+    def _survive(self, exc: Exception, outage_s: float) -> None:
+        """Wait out a lost storage connection; re-raise other errors and too long outages."""
+        finished = isinstance(exc, optuna.exceptions.UpdateFinishedTrialError)
+        if not (finished or is_transient(exc)) or outage_s > self.max_outage_s:
+            raise exc
+        log.warning("worker %s: storage error, retrying: %s", self.name, str(exc)[:300])
+        self.stop_event.wait(min(self.poll_interval * 2, 5.0))
 
     def _install_sigterm(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -175,7 +226,7 @@ class Worker:
             if self.search_ids is not None and search_id not in self.search_ids:
                 continue
             study = self.study(search_id)
-            _fail_stale(study)
+            fail_stale_trials(study, self.max_retry)
             running = self._work(study, summary.user_attrs["state"])
             if running is None:
                 lifecycle.advance(self.storage, search_id)
@@ -205,7 +256,11 @@ class Worker:
 
         def objective(trial: optuna.Trial) -> float:
             self._register("busy", f"{search_id}#{trial.number}")
-            return self.objective(trial)
+            if has_heartbeat(self.storage):
+                return self.objective(trial)
+            # No Optuna heartbeat through a gRPC proxy: hold a lease so reapers see a death.
+            with lease(self.storage, trial._trial_id, self.heartbeat_interval, self.grace_period):
+                return self.objective(trial)
 
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[self._after_trial])
         self.trials_done += 1
@@ -226,9 +281,7 @@ class Worker:
         )
         if trial.state == TrialState.FAIL and self.stop_event.is_set():
             # Interrupted by its worker, not by its own fault: run it again elsewhere.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)(study, trial)
+            RetryStaleTrial(self.max_retry)(study, trial)
 
     def _register(self, state: str, current_trial: str | None = None) -> None:
         if self._registry is None:
@@ -249,16 +302,17 @@ class Worker:
         )
 
 
-def _fail_stale(study: optuna.Study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+def workers_alive(storage: BaseStorage | str, within_s: float = 120.0) -> dict[str, dict[str, Any]]:
+    """Registered workers seen in the last ``within_s`` seconds, by name.
 
-
-def workers_alive(storage_url: str, within_s: float = 120.0) -> dict[str, dict[str, Any]]:
-    """Registered workers seen in the last ``within_s`` seconds, by name."""
+    Args:
+        storage: an Optuna storage, or its URL (opened without heartbeats).
+        within_s: how recent the last registry update must be.
+    """
+    if isinstance(storage, str):
+        storage = make_storage(storage, heartbeat_interval=None)
     try:
-        registry = optuna.load_study(study_name=WORKERS_STUDY, storage=storage_url)
+        registry = optuna.load_study(study_name=WORKERS_STUDY, storage=storage)
     except KeyError:
         return {}
     now = datetime.now(UTC)
@@ -289,11 +343,80 @@ def run_worker(
     return 0
 
 
-def _gpu_worker_main(gpu: int, storage_url: str, artifact_dir: str, kwargs: dict[str, Any]) -> None:
-    # Set before anything touches CUDA, so this process sees only its GPU as cuda:0.
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    kwargs.setdefault("name", f"{worker_identity()}:gpu{gpu}")
-    run_worker(storage_url, "cuda:0", artifact_dir, **kwargs)
+def _worker_main(
+    device: str, gpu: int | None, storage_url: str, artifact_dir: str, kwargs: dict[str, Any]
+) -> None:
+    if gpu is not None:
+        # Set before anything touches CUDA, so this process sees only its GPU as cuda:0.
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        kwargs.setdefault("name", f"{worker_identity()}:gpu{gpu}")
+    run_worker(storage_url, device, artifact_dir, **kwargs)
+
+
+def run_worker_processes(
+    storage_url: str,
+    devices: Sequence[str],
+    artifact_dir: str | Path = "augsearch-data/artifacts",
+    *,
+    gpus: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> int:
+    """Run one worker process per device and wait for all of them.
+
+    SIGTERM (and Ctrl-C) to this process is forwarded to every worker, which stops after its
+    current epoch (its trial is re-queued); this process then waits for them to drain.
+
+    Args:
+        storage_url: the Optuna storage.
+        devices: torch device of each process (``["cpu", "cpu"]``, ``["cuda:0"] * 2`` ...).
+        artifact_dir: artifact store of every worker.
+        gpus: with ``devices`` all ``cuda:0``, the GPU each process sees
+            (``CUDA_VISIBLE_DEVICES``).
+        **kwargs: passed to `Worker` (``max_idle`` to `Worker.run`).
+
+    Returns:
+        0 if every worker exited cleanly (or was stopped before it started), else 1.
+    """
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    if gpus is not None and len(gpus) != len(devices):
+        raise ValueError(f"{len(gpus)} gpus for {len(devices)} devices")
+    ctx = multiprocessing.get_context("spawn")
+    gpu_of = list(gpus) if gpus is not None else [None] * len(devices)
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(dev, gpu, storage_url, str(artifact_dir), dict(kwargs)),
+            name=f"augsearch-worker-{i}",
+        )
+        for i, (dev, gpu) in enumerate(zip(devices, gpu_of, strict=True))
+    ]
+    for proc in procs:
+        proc.start()
+    forwarded = threading.Event()
+
+    def forward(signum: int, frame: Any) -> None:
+        log.info("SIGTERM: stopping %d workers after their current epoch", len(procs))
+        forwarded.set()
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, forward) if in_main else None
+    try:
+        for proc in procs:
+            try:
+                proc.join()
+            except KeyboardInterrupt:
+                forward(signal.SIGINT, None)
+                proc.join()
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    # A worker killed by the forwarded signal before it set its handler had no trial yet.
+    clean = (0, -signal.SIGTERM) if forwarded.is_set() else (0,)
+    return 0 if all(p.exitcode in clean for p in procs) else 1
 
 
 def run_workers(
@@ -302,30 +425,13 @@ def run_workers(
     artifact_dir: str | Path = "augsearch-data/artifacts",
     **kwargs: Any,
 ) -> int:
-    """Run one worker process per GPU (``--gpus 0,1``) and wait for all of them.
+    """Run one worker process per GPU (``--gpus 0,1``); see `run_worker_processes`.
 
     Returns:
         0 if every worker exited cleanly, else 1.
     """
     if not gpus or len(set(gpus)) != len(gpus) or min(gpus) < 0:
         raise ValueError(f"gpus must be distinct non-negative indices, got {list(gpus)}")
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(
-            target=_gpu_worker_main,
-            args=(gpu, storage_url, str(artifact_dir), dict(kwargs)),
-            name=f"augsearch-worker-gpu{gpu}",
-        )
-        for gpu in gpus
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.join()
-    return 0 if all(p.exitcode == 0 for p in procs) else 1
+    return run_worker_processes(
+        storage_url, ["cuda:0"] * len(gpus), artifact_dir, gpus=list(gpus), **kwargs
+    )

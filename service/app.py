@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -16,7 +18,8 @@ from service.checkpoints.endpoints import router as checkpoints_router
 from service.dashboard import install_dashboard
 from service.datasets.endpoints import router as datasets_router
 from service.deps import RuntimeDep
-from service.errors import install_error_handlers
+from service.errors import ERROR_RESPONSES, install_error_handlers
+from service.limits import BodySizeLimit
 from service.policies.endpoints import router as policies_router
 from service.reconciler import Reconciler
 from service.runtime import Runtime
@@ -26,10 +29,11 @@ from service.users.service import ensure_local_user
 from service.workers.endpoints import router as workers_router
 
 API_PREFIX = "/api/v1"
+UPLOAD_PATH = f"{API_PREFIX}/datasets/upload"
 
 
 def _api_router() -> APIRouter:
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
     for router in (
         datasets_router,
         policies_router,
@@ -77,6 +81,26 @@ def _health_router() -> APIRouter:
     return health
 
 
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Body caps, and the CORS allow-list and trusted hosts when configured (off by default)."""
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,  # bearer tokens only; the dashboard cookie stays same-site
+        )
+    if settings.trusted_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    # Added last, so it is the outermost of these: oversized bodies are refused first.
+    app.add_middleware(
+        BodySizeLimit,
+        default_limit=settings.max_body_bytes,
+        limits={UPLOAD_PATH: settings.max_upload_bytes},
+    )
+
+
 def create_app(
     settings: Settings | None = None, *, reconcile: bool = True, dashboard: bool = True
 ) -> FastAPI:
@@ -120,6 +144,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    _install_middleware(app, settings)
     app.include_router(_api_router())
     app.include_router(_health_router())
     if dashboard:

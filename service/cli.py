@@ -20,7 +20,7 @@ from service.cli_client import (
     policy_app,
     search_app,
 )
-from service.settings import Settings
+from service.settings import LOOPBACK_HOSTS, Settings
 
 app = typer.Typer(
     name="augsearch", help="Augmentation-policy search service.", no_args_is_help=True
@@ -98,7 +98,8 @@ def token_create(
 @app.command()
 def worker(
     storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL (default: settings).")
+        str | None,
+        typer.Option(help="Optuna storage URL or grpc://host:port (default: settings)."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
     gpus: Annotated[
@@ -107,8 +108,14 @@ def worker(
     artifact_dir: Annotated[
         str | None, typer.Option(help="Artifact store (path or s3://bucket).")
     ] = None,
+    idle_exit: Annotated[
+        float | None,
+        typer.Option(help="Exit after this many seconds without work (batch Jobs).", min=0),
+    ] = None,
 ) -> None:
     """Run a worker that pulls trials from the Optuna storage (one process per GPU)."""
+    from service.runtime import pool_options
+
     settings = _settings()
     storage_url = storage or settings.optuna_storage_url
     artifacts = artifact_dir or settings.artifact_store_location
@@ -116,6 +123,8 @@ def worker(
         "heartbeat_interval": settings.heartbeat_interval_s,
         "poll_interval": settings.worker_poll_s,
         "data_cache_dir": str(settings.data_dir / "cache"),
+        "pool": pool_options(settings),
+        "max_idle": idle_exit,
     }
     from search.worker import run_worker, run_workers
 
@@ -129,6 +138,26 @@ def worker(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=1) from exc
     raise typer.Exit(code=code)
+
+
+@app.command("storage-proxy")
+def storage_proxy(
+    storage: Annotated[
+        str | None, typer.Option(help="Database URL behind the proxy (default: settings).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 13000,
+) -> None:
+    """Serve the Optuna storage over gRPC to large worker fleets (``--storage grpc://...``)."""
+    from search.storage import run_storage_proxy
+
+    url = storage or _settings().optuna_storage_url
+    console.print(f"storage proxy on {host}:{port}")
+    try:
+        run_storage_proxy(url, host=host, port=port)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=1) from exc
 
 
 def _spawn_worker(storage_url: str, device: str, artifacts: str) -> subprocess.Popen[bytes]:
@@ -162,8 +191,12 @@ def run_server(
         upgrade(settings.database_url)  # the embedded default migrates itself
     if settings.single_user:
         console.print(
-            "[bold yellow]SINGLE-USER MODE: no authentication; loopback only.[/bold yellow]"
+            "[bold yellow]SINGLE-USER MODE: no authentication, every request acts as the local "
+            f"admin; bound to the loopback address {settings.host} only.[/bold yellow]"
         )
+        # Loopback names only: a page on another site cannot reach the service through a
+        # rebinding DNS name.
+        settings.trusted_hosts = settings.trusted_hosts or [*LOOPBACK_HOSTS, "[::1]"]
     api = create_app(settings)
     if optuna_dashboard:
         # optuna-dashboard runs beside the API for its lifetime (service.dashboard owns it).

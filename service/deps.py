@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from service.db.models import User
 from service.runtime import Runtime
 from service.settings import Settings
-from service.users.service import authenticate, ensure_local_user
+from service.users.auth import check_same_origin, resolve_user
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -41,30 +41,27 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_user(
-    session: SessionDep,
-    runtime: RuntimeDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> User:
-    """The caller: the local user in single-user mode, else the owner of the bearer token."""
-    if runtime.settings.single_user:
-        return ensure_local_user(session)
-    return authenticate(session, authorization)
+def get_current_user(request: Request, session: SessionDep, runtime: RuntimeDep) -> User:
+    """The caller: the local user in single-user mode, else the owner of the bearer token or of
+    the dashboard's cookie (``service.users.auth``)."""
+    return resolve_user(request, session, runtime)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_caller(
-    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
-) -> User:
-    """The caller, resolved without a database round-trip in single-user mode (hot routes)."""
+async def get_caller(request: Request, runtime: RuntimeDep) -> User:
+    """The caller, resolved without a database round-trip in single-user mode (hot routes).
+
+    Also used where the caller must be known before the body is read (uploads).
+    """
     if runtime.settings.single_user and runtime.local_user is not None:
+        check_same_origin(request)
         return runtime.local_user
 
     def _lookup() -> User:
         with runtime.transaction() as session:
-            return get_current_user(session, runtime, authorization)
+            return resolve_user(request, session, runtime)
 
     return await run_in_threadpool(_lookup)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 
 class DomainError(Exception):
@@ -62,6 +65,25 @@ class Unavailable(DomainError):
     """A dependency (database, storage, a peer package) is not reachable."""
 
     status_code = 503
+
+
+class ErrorRead(BaseModel):
+    """The body of every error: a message, or FastAPI's list of validation errors."""
+
+    detail: str | list[dict[str, Any]]
+
+
+_ERROR = {"model": ErrorRead}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {**_ERROR, "description": "missing, invalid or revoked token"},
+    403: {**_ERROR, "description": "not allowed (admin only, cross-site, CSRF header missing)"},
+    404: {**_ERROR, "description": "unknown id, or another user's"},
+    409: {**_ERROR, "description": "the object's state forbids the request"},
+    413: {**_ERROR, "description": "the body exceeds the configured limit"},
+    422: {**_ERROR, "description": "invalid input"},
+    429: {**_ERROR, "description": "a per-user quota is reached"},
+    503: {**_ERROR, "description": "a dependency is unavailable"},
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:

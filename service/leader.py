@@ -1,7 +1,8 @@
 """Leader election for the reconciler: one API process advances searches at a time.
 
 PostgreSQL: a session-level advisory lock held on a dedicated connection (released by the
-server if the process dies). SQLite: an exclusive ``flock`` on a file beside the database
+server if the process dies or the server restarts; the leader notices on its next pass and
+competes again). SQLite: an exclusive ``flock`` on a file beside the database
 (released by the kernel if the process dies). Both are non-blocking: followers retry later.
 """
 
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, exc, text
 
 # An arbitrary constant shared by every process of one deployment ("augsrch" in ASCII).
 ADVISORY_LOCK_KEY = 0x61756773726368
@@ -39,7 +40,7 @@ class LeaderLock:
 
     def try_acquire(self) -> bool:
         """Become the leader if nobody else is; returns whether this process leads now."""
-        if self.held:
+        if self.held and self._alive():
             return True
         if self._engine.dialect.name == "postgresql":
             conn = self._engine.connect()
@@ -68,12 +69,29 @@ class LeaderLock:
         self._handle = handle
         return True
 
+    def _alive(self) -> bool:
+        """Whether the held lock still exists; a lost connection (server restart) loses it."""
+        if self._conn is None:
+            return True
+        try:
+            self._conn.execute(text("SELECT 1"))
+            self._conn.commit()
+            return True
+        except exc.DBAPIError:
+            # The server dropped the session and its advisory lock: compete for it again.
+            self._conn.invalidate()
+            self._conn.close()
+            self._conn = None
+            return False
+
     def release(self) -> None:
         """Give leadership up (idempotent)."""
         if self._conn is not None:
             try:
                 self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
                 self._conn.commit()
+            except exc.DBAPIError:
+                pass  # the connection is gone, and the server released the lock with it
             finally:
                 self._conn.close()
                 self._conn = None

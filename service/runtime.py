@@ -19,21 +19,48 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
 
+    from search.storage import PoolOptions
+
+
+def pool_options(settings: Settings) -> PoolOptions:
+    """The connection pool of one process, as configured (Optuna storage and workers)."""
+    from search.storage import PoolOptions
+
+    return PoolOptions(
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_recycle_s=settings.db_pool_recycle_s,
+        pool_timeout_s=settings.db_pool_timeout_s,
+    )
+
 
 def make_optuna_storage(settings: Settings) -> RDBStorage:
     """Optuna's RDB storage on the configured URL, with heartbeats and stale-trial retry.
 
+    The service always talks to the database directly (never through a gRPC proxy), so its
+    reconciler can fail stale trials whatever the workers use.
+
     Args:
-        settings: Service settings (storage URL and heartbeat interval).
+        settings: Service settings (storage URL, heartbeat interval, pool).
 
     Returns:
         The storage (its tables are created on first use by Optuna's own migrations).
-    """
-    from search.lifecycle import make_storage  # heavy (optuna, torch): only when needed
 
-    return make_storage(
-        settings.optuna_storage_url, heartbeat_interval=settings.heartbeat_interval_s
+    Raises:
+        ValueError: when the storage URL is a ``grpc://`` proxy.
+    """
+    from optuna.storages import RDBStorage
+
+    from search.storage import make_storage  # heavy (optuna): only when needed
+
+    storage = make_storage(
+        settings.optuna_storage_url,
+        heartbeat_interval=settings.heartbeat_interval_s,
+        pool=pool_options(settings),
     )
+    if not isinstance(storage, RDBStorage):
+        raise ValueError("the service needs a database URL for Optuna, not a gRPC proxy")
+    return storage
 
 
 @dataclass
@@ -52,7 +79,13 @@ class Runtime:
     def start(cls, settings: Settings) -> Runtime:
         """Create directories, the engine and the session factory."""
         settings.ensure_dirs()
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_recycle_s=settings.db_pool_recycle_s,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
 
     @property

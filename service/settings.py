@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -22,7 +22,8 @@ class Settings(BaseSettings):
         artifact_store: Artifact store location: a directory or ``s3://bucket``; defaults to
             ``artifact_dir``. Workers must be given the same one.
         allowed_dataset_roots: Server directories under which datasets may be registered.
-        max_upload_bytes: Largest accepted archive upload.
+        max_upload_bytes: Largest accepted archive upload (413 beyond, before it is read).
+        max_body_bytes: Largest body of every other request.
         max_trials: Largest trial budget one search may ask for.
         max_epochs: Largest number of epochs in a search's trainer recipes.
         max_page_size: Largest page a list endpoint returns.
@@ -32,6 +33,13 @@ class Settings(BaseSettings):
         reconcile_interval_s: Seconds between two reconciler passes.
         heartbeat_interval_s: Optuna heartbeat interval of workers and the reconciler's storage.
         worker_poll_s: Seconds an idle worker started by the CLI waits between looks for work.
+        db_pool_size: Connections each process keeps open to a server database (service
+            engine and Optuna storage each have a pool of this size).
+        db_max_overflow: Extra connections a pool may open under load.
+        db_pool_recycle_s: Connections older than this are replaced (before idle drops).
+        db_pool_timeout_s: How long a request waits for a free pooled connection.
+        cors_origins: Origins allowed to call the API from a browser (CORS); empty: CORS off.
+        trusted_hosts: Host names the server answers to (``Host`` header); empty: any.
         environment: ``development`` allows the embedded defaults; ``production`` refuses them.
     """
 
@@ -44,6 +52,7 @@ class Settings(BaseSettings):
     artifact_store: str = ""
     allowed_dataset_roots: list[Path] = Field(default_factory=list)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_trials: int = Field(default=1000, gt=0)
     max_epochs: int = Field(default=200, gt=0)
     max_page_size: int = Field(default=200, gt=0)
@@ -53,6 +62,12 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     heartbeat_interval_s: int = Field(default=30, gt=0)
     worker_poll_s: float = Field(default=2.0, gt=0)
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
+    db_pool_recycle_s: int = Field(default=1800, gt=0)
+    db_pool_timeout_s: float = Field(default=30.0, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+    trusted_hosts: list[str] = Field(default_factory=list)
     environment: str = Field(default="development", pattern="^(development|production)$")
 
     @model_validator(mode="after")
@@ -65,11 +80,13 @@ class Settings(BaseSettings):
         if self.artifact_dir is None:
             self.artifact_dir = self.data_dir / "artifacts"
         self.allowed_dataset_roots = [p.expanduser().resolve() for p in self.allowed_dataset_roots]
-        if self.single_user and self.host not in _LOOPBACK:
+        if self.single_user and self.host not in LOOPBACK_HOSTS:
             raise ValueError(
                 f"single-user mode has no authentication and must bind a loopback address, "
                 f"not {self.host!r}"
             )
+        if "*" in self.cors_origins:
+            raise ValueError("cors_origins must list origins; '*' is refused")
         if self.environment == "production":
             if self.single_user:
                 raise ValueError("single-user mode is refused in production")

@@ -1,18 +1,22 @@
 """Safe extraction of an uploaded zip or tar archive of an image folder.
 
 Every member is checked before anything is written: regular files and directories only (no
-symbolic or hard links, devices or FIFOs), relative names without ``..``, a cap on the number
-of entries and on the total size. Extraction streams each member into a fresh, empty temporary
-folder and counts the bytes really written, so a member that lies about its size is caught.
+symbolic or hard links, devices or FIFOs), relative names without ``..``, no name twice (after
+normalisation), a cap on the number of entries, on the total size and on the compression ratio
+(per zip member and for the whole archive). Extraction streams each member into a fresh, empty
+temporary folder and counts the bytes really written, so a member that lies about its size is
+caught. The limits are read when an archive is extracted, so an operator may lower them.
 """
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -26,6 +30,10 @@ MAX_ENTRIES = 200_000
 MAX_TOTAL_BYTES = 8 * 1024**3
 # A zip member that claims to expand more than this many times its compressed size is a bomb.
 MAX_COMPRESSION_RATIO = 250
+# The whole archive may expand at most this many times its size once it is past RATIO_FLOOR
+# bytes (images are already compressed; a ratio like this only comes from padding).
+MAX_ARCHIVE_RATIO = 100
+RATIO_FLOOR = 16 * 1024**2
 _CHUNK = 1 << 20
 
 
@@ -36,6 +44,8 @@ def _check_name(name: str) -> PurePosixPath:
     pure = PurePosixPath(normalised)
     if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
         raise DatasetError(f"archive member with an absolute path: {name!r}")
+    if not pure.parts or pure.parts == (".",):
+        raise DatasetError(f"archive member without a name: {name!r}")
     if ".." in pure.parts:
         raise DatasetError(f"archive member escaping the archive root with '..': {name!r}")
     return pure
@@ -46,6 +56,21 @@ def _check_budget(count: int, total: int, max_entries: int, max_bytes: int) -> N
         raise DatasetError(f"archive has more than {max_entries} entries")
     if total > max_bytes:
         raise DatasetError(f"archive expands to more than {max_bytes} bytes")
+
+
+def _check_ratio(total: int, archive_size: int) -> None:
+    if total > RATIO_FLOOR and total > MAX_ARCHIVE_RATIO * max(1, archive_size):
+        raise DatasetError(
+            f"archive of {archive_size} bytes expands to more than {total} bytes "
+            f"(over {MAX_ARCHIVE_RATIO} times its size): refused as a decompression bomb"
+        )
+
+
+def _check_unique(seen: set[PurePosixPath], pure: PurePosixPath, name: str) -> None:
+    # PurePosixPath folds "a//b" and "a/./b" into "a/b": both would land on the same file.
+    if pure in seen:
+        raise DatasetError(f"archive member {name!r} appears more than once")
+    seen.add(pure)
 
 
 def _copy_counted(src: IO[bytes], dest: Path, limit: int, name: str) -> int:
@@ -66,11 +91,16 @@ def _target(root: Path, pure: PurePosixPath) -> Path:
     return target
 
 
-def _extract_zip(archive: zipfile.ZipFile, root: Path, max_entries: int, max_bytes: int) -> None:
+def _extract_zip(
+    archive: zipfile.ZipFile, root: Path, max_entries: int, max_bytes: int, size: int
+) -> None:
     members = archive.infolist()
+    _check_budget(len(members), 0, max_entries, max_bytes)
     total = 0
+    seen: set[PurePosixPath] = set()
     for info in members:
         pure = _check_name(info.filename)
+        _check_unique(seen, pure, info.filename)
         # Unix type bits live in the high half; zero means "no type recorded" (a plain file).
         file_type = stat.S_IFMT(info.external_attr >> 16)
         if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
@@ -80,6 +110,7 @@ def _extract_zip(archive: zipfile.ZipFile, root: Path, max_entries: int, max_byt
             raise DatasetError(f"archive member {pure} has a suspicious compression ratio")
         total += info.file_size
     _check_budget(len(members), total, max_entries, max_bytes)
+    _check_ratio(total, size)
     written = 0
     for info in members:
         target = _target(root, _check_name(info.filename))
@@ -92,19 +123,24 @@ def _extract_zip(archive: zipfile.ZipFile, root: Path, max_entries: int, max_byt
         _check_budget(0, written, max_entries, max_bytes)
 
 
-def _extract_tar(archive: tarfile.TarFile, root: Path, max_entries: int, max_bytes: int) -> None:
+def _extract_tar(
+    archive: tarfile.TarFile, root: Path, max_entries: int, max_bytes: int, size: int
+) -> None:
     members: list[tarfile.TarInfo] = []
     total = 0
-    # Iterated rather than getmembers(): a hostile archive is stopped at the entry cap
-    # instead of being listed in full.
+    seen: set[PurePosixPath] = set()
+    # Iterated rather than getmembers(), and every limit checked inside the loop: a hostile
+    # archive is stopped at the header that breaks a limit, before its data is decompressed.
     for member in archive:
         members.append(member)
         _check_budget(len(members), 0, max_entries, max_bytes)
         pure = _check_name(member.name)
         if not (member.isreg() or member.isdir()):
             raise DatasetError(f"archive member is not a regular file or folder: {pure}")
+        _check_unique(seen, pure, member.name)
         total += member.size
-    _check_budget(len(members), total, max_entries, max_bytes)
+        _check_budget(len(members), total, max_entries, max_bytes)
+        _check_ratio(total, size)
     for member in members:
         target = _target(root, _check_name(member.name))
         if member.isdir():
@@ -122,27 +158,38 @@ def extract_archive(
     archive_path: Path,
     dest: Path,
     *,
-    max_entries: int = MAX_ENTRIES,
-    max_bytes: int = MAX_TOTAL_BYTES,
+    max_entries: int | None = None,
+    max_bytes: int | None = None,
 ) -> None:
     """Validate and extract a zip or tar archive into the empty folder ``dest``.
+
+    Args:
+        archive_path: The archive.
+        dest: An existing, empty folder.
+        max_entries: Most members (default ``MAX_ENTRIES``).
+        max_bytes: Most bytes once extracted (default ``MAX_TOTAL_BYTES``).
 
     Raises:
         DatasetError: an unsafe or oversized member, or a file that is neither zip nor tar.
     """
+    entries = MAX_ENTRIES if max_entries is None else max_entries
+    limit = MAX_TOTAL_BYTES if max_bytes is None else max_bytes
     root = dest.resolve()
     if any(root.iterdir()):
         raise DatasetError(f"extraction folder {dest} is not empty")
+    size = archive_path.stat().st_size
     try:
         if zipfile.is_zipfile(archive_path):
             with zipfile.ZipFile(archive_path) as zf:
-                _extract_zip(zf, root, max_entries, max_bytes)
+                _extract_zip(zf, root, entries, limit, size)
         elif tarfile.is_tarfile(archive_path):
             with tarfile.open(archive_path, mode="r:*") as tf:
-                _extract_tar(tf, root, max_entries, max_bytes)
+                _extract_tar(tf, root, entries, limit, size)
         else:
             raise DatasetError(f"{archive_path.name} is neither a zip nor a tar archive")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+    except (NotImplementedError, RuntimeError) as exc:  # encrypted or exotic zip members
+        raise DatasetError(f"archive {archive_path.name} cannot be read: {exc}") from exc
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DatasetError(f"archive {archive_path.name} is damaged: {exc}") from exc
 
 

@@ -7,11 +7,14 @@ from fastapi.staticfiles import StaticFiles
 
 from service.dashboard.optuna_ui import mount_optuna_dashboard
 from service.dashboard.routes import STATIC, Pages, build_router
+from service.dashboard.signin import build_signin_router
 
 __all__ = ["install_dashboard", "mount_optuna_dashboard"]
 
 
 def install_dashboard(app: FastAPI) -> None:
     """Add the dashboard's pages and its static files (``/static``) to ``app``."""
-    app.include_router(build_router(Pages()))
+    pages = Pages()
+    app.include_router(build_router(pages))
+    app.include_router(build_signin_router(pages.templates))
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")

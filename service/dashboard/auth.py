@@ -1,8 +1,9 @@
 """Who is looking at the dashboard.
 
 Single-user mode: the local user. Otherwise the API token travels in the ``augsearch_token``
-cookie (set by a sign-in page, HttpOnly, SameSite=Strict) or, for scripts, the usual
-``Authorization: Bearer`` header; both resolve through the same token check as the API.
+cookie (set by the sign-in page, HttpOnly, SameSite=Strict) or, for scripts, the usual
+``Authorization: Bearer`` header; both resolve through the same checks as the API
+(``service.users.auth``), CSRF rules included.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from service.db.models import User
 from service.runtime import Runtime
-from service.users.service import authenticate, ensure_local_user
+from service.users.auth import TOKEN_COOKIE, resolve_user
 
-TOKEN_COOKIE = "augsearch_token"
+__all__ = ["TOKEN_COOKIE", "viewer"]
 
 
 def viewer(request: Request, session: Session, runtime: Runtime) -> User:
@@ -23,9 +24,6 @@ def viewer(request: Request, session: Session, runtime: Runtime) -> User:
     Raises:
         Unauthorized: outside single-user mode, when neither a token cookie nor a bearer
             header carries a valid token.
+        Forbidden: a cross-site or CSRF-header-less state change.
     """
-    if runtime.settings.single_user:
-        return runtime.local_user or ensure_local_user(session)
-    cookie = request.cookies.get(TOKEN_COOKIE)
-    header = f"Bearer {cookie}" if cookie else request.headers.get("authorization")
-    return authenticate(session, header)
+    return resolve_user(request, session, runtime)

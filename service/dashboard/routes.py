@@ -20,7 +20,7 @@ from service.dashboard.auth import viewer
 from service.dashboard.images import PreviewCache
 from service.dashboard.search_view import build_search_page
 from service.db.models import User
-from service.deps import RuntimeDep, SessionDep
+from service.deps import CurrentUser, RuntimeDep, SessionDep
 from service.errors import DomainError, InvalidInput, Unauthorized
 from service.policies import service as policies
 from service.runtime import Runtime
@@ -200,15 +200,14 @@ def _add_other_pages(router: APIRouter, pages: Pages) -> None:
 
     @router.post("/launch")
     def launch_submit(
-        request: Request,
         session: SessionDep,
         runtime: RuntimeDep,
+        user: CurrentUser,
         body: Annotated[dict[str, Any], Body()],
     ) -> JSONResponse:
-        # The body must be JSON (FastAPI refuses other content types with 422): a cross-site
-        # HTML form cannot send it without a CORS preflight, so a cookie sign-in stays safe.
+        # The body must be JSON (FastAPI refuses other content types with 422) and a cookie
+        # sign-in must send X-Requested-With (service.users.auth): no cross-site form can.
         try:
-            user = viewer(request, session, runtime)
             search = launching.launch(session, user, runtime.settings, body)
         except ValidationError as exc:
             return JSONResponse({"errors": launching.validation_errors(exc)}, status_code=422)

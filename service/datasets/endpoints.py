@@ -11,8 +11,9 @@ from starlette.datastructures import UploadFile
 
 from service.datasets import service
 from service.datasets.schemas import DatasetCreate, DatasetRead
-from service.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep, get_current_user
-from service.errors import InvalidInput, PayloadTooLarge
+from service.db.models import User
+from service.deps import Caller, CurrentUser, RuntimeDep, SessionDep, SettingsDep
+from service.errors import InvalidInput
 from service.pagination import Page, PageDep
 from service.runtime import Runtime
 
@@ -47,34 +48,40 @@ def register_dataset(
 
 
 @router.post("/upload", status_code=201, openapi_extra=_UPLOAD_SCHEMA)
-async def upload_dataset(request: Request, runtime: RuntimeDep) -> DatasetRead:
-    """Register an uploaded zip/tar archive of an ImageFolder tree (multipart field ``file``)."""
+async def upload_dataset(request: Request, runtime: RuntimeDep, user: Caller) -> DatasetRead:
+    """Register an uploaded zip/tar archive of an ImageFolder tree (multipart field ``file``).
+
+    The caller is authenticated before the body is read; ``service.limits`` refuses a body
+    over ``max_upload_bytes`` with 413 while it streams in.
+    """
     settings = runtime.settings
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"upload exceeds the limit of {settings.max_upload_bytes} bytes")
-    form = await request.form(max_files=1, max_fields=4)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        raise InvalidInput("multipart field 'file' with a file name is required")
-    name = str(form.get("name") or Path(upload.filename).name)
-    size_field = form.get("image_size")
-    if size_field is not None and not (
-        str(size_field).isdigit() and 8 <= int(str(size_field)) <= 512
-    ):
+    async with request.form(max_files=1, max_fields=4) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise InvalidInput("multipart field 'file' with a file name is required")
+        name = str(form.get("name") or Path(upload.filename).name)[:200]
+        image_size = _image_size_field(form.get("image_size"))
+        archive = await run_in_threadpool(
+            service.store_upload, upload.file, upload.filename, settings
+        )
+    return await run_in_threadpool(_register_archive, runtime, user, archive, name, image_size)
+
+
+def _image_size_field(raw: object) -> int | None:
+    if raw is None:
+        return None
+    ok = isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 4
+    if not (ok and 8 <= int(str(raw)) <= 512):
         raise InvalidInput("image_size must be an integer between 8 and 512")
-    image_size = int(str(size_field)) if size_field is not None else None
-    archive = await run_in_threadpool(service.store_upload, upload.file, upload.filename, settings)
-    return await run_in_threadpool(_register_archive, runtime, request, archive, name, image_size)
+    return int(str(raw))
 
 
 def _register_archive(
-    runtime: Runtime, request: Request, archive: Path, name: str, image_size: int | None
+    runtime: Runtime, user: User, archive: Path, name: str, image_size: int | None
 ) -> DatasetRead:
-    # The upload route parses its own body (to refuse oversized ones first), so it opens its
-    # own unit of work instead of the request-scoped session.
+    # The upload route parses its own body, so it opens its own unit of work instead of the
+    # request-scoped session.
     with runtime.transaction() as session:
-        user = get_current_user(session, runtime, request.headers.get("authorization"))
         dataset = service.register_archive(
             session, archive, name, image_size, user, runtime.settings
         )

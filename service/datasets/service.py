@@ -38,22 +38,48 @@ def list_page(session: Session, user: User, offset: int, limit: int) -> tuple[li
     return repository.list_page(session, user, offset, limit)
 
 
+def _root_of(real: Path, settings: Settings) -> Path | None:
+    # is_relative_to compares whole path parts, so /data/root2 is not inside /data/root.
+    for root in settings.allowed_dataset_roots:
+        if real == root or real.is_relative_to(root):
+            return root
+    return None
+
+
+def _refuse_links_out(real: Path, root: Path, raw: str) -> None:
+    """Refuse a tree holding a symbolic link whose target lies outside ``root``."""
+    for folder, dirs, files in os.walk(real, followlinks=False):
+        for entry in (*dirs, *files):
+            candidate = Path(folder) / entry
+            if candidate.is_symlink() and _outside(candidate, root):
+                inner = candidate.relative_to(real)
+                raise Forbidden(f"path {raw!r} holds a link leaving the allowed roots: {inner}")
+
+
+def _outside(link: Path, root: Path) -> bool:
+    target = Path(os.path.realpath(link))
+    return not (target == root or target.is_relative_to(root))
+
+
 def resolve_server_path(raw: str, settings: Settings) -> Path:
-    """Resolve a server path and require it to lie under an allowed root.
+    """Resolve a server path and require it, and every link inside it, to stay under a root.
 
     Raises:
-        Forbidden: if no roots are configured or the real path escapes them (``..``, symlinks).
+        Forbidden: if no roots are configured, or the real path (``..`` and symbolic links
+            resolved) escapes them, or a link inside the folder points out of its root.
         InvalidInput: if the path is not a directory.
     """
     if not settings.allowed_dataset_roots:
         raise Forbidden("no dataset roots are configured (AUGSEARCH_ALLOWED_DATASET_ROOTS)")
+    if "\x00" in raw or "://" in raw:
+        raise Forbidden(f"path {raw!r} is not a plain server path")
     real = Path(os.path.realpath(raw))
-    if not any(
-        real == root or real.is_relative_to(root) for root in settings.allowed_dataset_roots
-    ):
+    root = _root_of(real, settings)
+    if root is None:
         raise Forbidden(f"path {raw!r} is outside the allowed dataset roots")
     if not real.is_dir():
         raise InvalidInput(f"path {raw!r} is not a directory")
+    _refuse_links_out(real, root, raw)
     return real
 
 
@@ -65,6 +91,9 @@ def _spec_for(body: DatasetCreate, user: User, settings: Settings) -> dict[str, 
         root = settings.data_dir / "torchvision"
         spec.update(source="torchvision", name=body.dataset, path=str(root))
         if body.download:
+            # A download writes into the server's data directory, shared by every user.
+            if not user.is_admin:
+                raise Forbidden("only admins may download torchvision datasets to the server")
             spec["download"] = True
     else:
         if not user.is_admin:

@@ -29,11 +29,12 @@ def add_token(session: Session, user: User, token_hash: str, name: str) -> ApiTo
     return token
 
 
-def user_for_token_hash(session: Session, token_hash: str) -> User | None:
-    """The owner of a live (not revoked) token, if any."""
+def live_token(session: Session, token_hash: str) -> tuple[ApiToken, User] | None:
+    """A live (not revoked) token with that hash and its owner, if any."""
     stmt = (
-        select(User)
-        .join(ApiToken, ApiToken.user_id == User.id)
+        select(ApiToken, User)
+        .join(User, ApiToken.user_id == User.id)
         .where(ApiToken.token_hash == token_hash, ApiToken.revoked.is_(False))
     )
-    return session.scalars(stmt).first()
+    row = session.execute(stmt).first()
+    return None if row is None else (row[0], row[1])

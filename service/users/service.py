@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 from sqlalchemy.orm import Session
 
 from service.db.models import User
-from service.errors import Conflict, Unauthorized
+from service.errors import Conflict, InvalidInput, Unauthorized
 from service.users import repository
 
 LOCAL_USER = "local"
 TOKEN_PREFIX = "aug_"
+# 32 random bytes, URL-safe base64: 43 characters after the prefix.
+_TOKEN_BYTES = 32
+_MAX_TOKEN_CHARS = 200
+_MAX_NAME_CHARS = 100
 
 
 def hash_token(token: str) -> str:
@@ -32,14 +37,18 @@ def create_user_with_token(
     """Create a user (or reuse an existing one) and a new token; the clear token is returned once.
 
     Raises:
+        InvalidInput: if the name is empty or too long.
         Conflict: if the user exists with a different admin flag.
     """
+    name = name.strip()
+    if not name or len(name) > _MAX_NAME_CHARS:
+        raise InvalidInput(f"a user name has 1 to {_MAX_NAME_CHARS} characters")
     user = repository.get_by_name(session, name)
     if user is None:
         user = repository.add(session, name, is_admin)
     elif user.is_admin != is_admin:
         raise Conflict(f"user {name!r} exists with admin={user.is_admin}")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
     repository.add_token(session, user, hash_token(token), token_name)
     return user, token
 
@@ -53,9 +62,15 @@ def authenticate(session: Session, authorization: str | None) -> User:
     if not authorization:
         raise Unauthorized("missing bearer token")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-    user = repository.user_for_token_hash(session, hash_token(token.strip()))
-    if user is None:
+    if len(token) > _MAX_TOKEN_CHARS or not token.isascii():
         raise Unauthorized("invalid or revoked token")
-    return user
+    digest = hash_token(token)
+    found = repository.live_token(session, digest)
+    # The lookup is by hash, so timing reveals nothing about the token itself; the constant-time
+    # comparison keeps it so even if the lookup were ever made approximate.
+    if found is None or not hmac.compare_digest(found[0].token_hash, digest):
+        raise Unauthorized("invalid or revoked token")
+    return found[1]

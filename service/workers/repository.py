@@ -13,4 +13,4 @@ def recently_seen(storage: BaseStorage, within_s: float) -> dict[str, dict[str, 
     from search.worker import workers_alive
 
     # The registry reader accepts any Optuna storage; passing ours avoids opening a new one.
-    return workers_alive(storage, within_s=within_s)  # type: ignore[arg-type]
+    return workers_alive(storage, within_s=within_s)

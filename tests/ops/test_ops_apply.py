@@ -160,3 +160,47 @@ def test_cuda_batch_with_cuda_generator() -> None:
     assert out.device.type == "cuda"
     cpu = augmenter.apply_params(images.cpu(), params.select(slice(None)))
     assert ((out.cpu().int() - cpu.int()).abs() > 1).float().mean() < 0.02
+
+
+def test_sampled_arguments_follow_each_ops_magnitude_mapping() -> None:
+    policy = Policy(kind="randaugment", n=2, m=0.6, m_std=0.3, ops=list(OPS))
+    augmenter = BatchAugmenter(policy)
+    params = augmenter.sample_params(2000, torch.Generator().manual_seed(6), (24, 40))
+    # Replay the generator to recover each slot's magnitudes and signs.
+    gen = torch.Generator().manual_seed(6)
+    torch.randint(-0, 1, (2000, 2), generator=gen)
+    torch.rand(2000, 2, generator=gen)
+    for slot in params.slots:
+        torch.randint(len(OPS), (2000,), generator=gen)
+        torch.rand(2000, generator=gen)
+        magnitude = (0.6 + torch.randn(2000, generator=gen) * 0.3).clamp_(0.0, 1.0)
+        negative = torch.rand(2000, generator=gen) < 0.5
+        torch.rand(2000, 2, generator=gen)
+        for k, op in enumerate(OPS[name] for name in augmenter.ops):
+            rows = slot.op_index == k
+            if not op.has_magnitude:
+                assert not slot.arg[rows].any()
+                continue
+            size = {"TranslateY": 24, "Cutout": 24}.get(op.name, 40)
+            expected = op.magnitude_to_arg(magnitude[rows], size=size)
+            if op.signed:
+                expected = torch.where(negative[rows], -expected, expected)
+            assert torch.equal(slot.arg[rows], expected), op.name
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_blocks_and_memory_layout_do_not_change_the_result(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = Policy(kind="randaugment", n=3, m=0.8, p=0.9, ops=list(OPS), base=BASE)
+    augmenter = BatchAugmenter(policy)
+    images = _batch(40)
+    images = images if dtype == torch.uint8 else images.float() / 255
+    params = augmenter.sample_params(40, torch.Generator().manual_seed(8), (32, 32))
+    whole = augmenter.apply_params(images, params)
+    channels_last = images.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(augmenter.apply_params(channels_last, params), whole)
+    # Blocks of 3 rows (applier) and 2 rows (warp): the last blocks are partial.
+    monkeypatch.setattr("ops.apply.SLOT_BLOCK_PIXELS", 3 * 32 * 32)
+    monkeypatch.setattr("ops.functional.WARP_BLOCK_PIXELS", 2 * 32 * 32)
+    assert torch.equal(augmenter.apply_params(images, params), whole)

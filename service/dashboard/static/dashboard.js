@@ -158,7 +158,7 @@ function setupLaunch(form) {
     if (extra) {
       try { mergeDeep(body.spec, JSON.parse(extra)); } catch (err) { showErrors(form, { spec: "extra fields are not valid JSON: " + err.message }); return; }
     }
-    const response = await fetch("/launch", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(body) });
+    const response = await fetch("/launch", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json", "X-Requested-With": "augsearch-dashboard" }, body: JSON.stringify(body) });
     const answer = await response.json();
     if (response.status === 201) { window.location.assign(answer.url); return; }
     showErrors(form, answer.errors || { _form: "HTTP " + response.status });

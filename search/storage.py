@@ -1,0 +1,282 @@
+"""The Optuna storage of searches: RDB (SQLite, PostgreSQL) or a gRPC storage proxy.
+
+Workers, the runner and the service all build their storage here, so connection pools,
+heartbeats and the retry of stale trials are configured once:
+
+- PostgreSQL/MySQL engines get a bounded pool (``pool_size + max_overflow`` connections per
+  process), ``pool_pre_ping`` (a connection that died with a server restart is replaced on
+  checkout instead of failing the next query) and ``pool_recycle`` (connections are renewed
+  before a firewall or the server drops them when idle).
+- SQLite files get WAL mode and a long busy timeout.
+- ``grpc://host:port`` gives an Optuna ``GrpcStorageProxy`` (``augsearch storage-proxy`` runs
+  the server). The proxy does not carry Optuna's heartbeats, so workers behind it hold a
+  *lease* instead: a trial system attr refreshed every heartbeat interval. `fail_stale_trials`
+  fails RUNNING trials whose heartbeat (RDB) or lease (any storage) is older than the grace
+  period, and re-queues them with the same params.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+
+LEASE_ATTR = "augsearch:lease"
+# Attrs that describe one run of a trial; a retry starts without them.
+_RUN_USER_ATTRS = ("finishing", "error", "epochs", "duration_s", "worker", "device")
+GRPC_SCHEME = "grpc://"
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """Connection pool of one process on a server database (ignored for SQLite and gRPC).
+
+    Every process holds at most ``pool_size + max_overflow`` connections to the database, so
+    keep ``(pool_size + max_overflow) x processes`` below the server's ``max_connections``.
+
+    Attributes:
+        pool_size: connections kept open.
+        max_overflow: extra connections opened under load and closed afterwards.
+        pool_recycle_s: connections older than this are replaced (seconds).
+        pool_timeout_s: how long a checkout waits for a free connection (seconds).
+    """
+
+    pool_size: int = 5
+    max_overflow: int = 5
+    pool_recycle_s: int = 1800
+    pool_timeout_s: float = 30.0
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """``create_engine`` arguments for a server database."""
+        if self.pool_size < 1 or self.max_overflow < 0:
+            raise ValueError(
+                f"pool_size must be >= 1 and max_overflow >= 0, got {self.pool_size}, "
+                f"{self.max_overflow}"
+            )
+        return {
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "pool_recycle": self.pool_recycle_s,
+            "pool_timeout": self.pool_timeout_s,
+            "pool_pre_ping": True,
+        }
+
+
+class RetryStaleTrial:
+    """Re-queue a stale (or interrupted) trial as WAITING with the same params.
+
+    Like Optuna's ``RetryHeartbeatStaleTrialCallback`` (same ``failed_trial`` and
+    ``retry_history`` system attrs, so ``retry_history()`` works), but the copy drops the attrs
+    of the failed run (``finishing``, ``error``, ``epochs``, the lease...): the retry must not
+    look half-finished to the budget check.
+
+    Args:
+        max_retry: how many times one trial may be retried (None: no limit).
+    """
+
+    def __init__(self, max_retry: int | None = 2) -> None:
+        self.max_retry = max_retry
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Enqueue the retry of ``trial`` unless it has used up its retries."""
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        if self.max_retry is not None and len(history) > self.max_retry:
+            return
+        system_attrs = {k: v for k, v in trial.system_attrs.items() if k != LEASE_ATTR}
+        system_attrs.setdefault("failed_trial", trial.number)
+        system_attrs["retry_history"] = history
+        user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in _RUN_USER_ATTRS}
+        study.add_trial(
+            optuna.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
+            )
+        )
+
+
+def parse_grpc_url(url: str) -> tuple[str, int]:
+    """``grpc://host:port`` -> (host, port).
+
+    Raises:
+        ValueError: when the URL has no host or no valid port.
+    """
+    rest = url.removeprefix(GRPC_SCHEME).rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not url.startswith(GRPC_SCHEME) or not sep or not host or not port.isdigit():
+        raise ValueError(f"gRPC storage URL must be grpc://host:port, got {url!r}")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"gRPC storage port must be 1-65535, got {port}")
+    return host, int(port)
+
+
+def make_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = 30,
+    grace_period: int | None = None,
+    max_retry: int | None = 2,
+    pool: PoolOptions | None = None,
+) -> BaseStorage:
+    """Build the storage of a URL: an RDBStorage, or a GrpcStorageProxy for ``grpc://``.
+
+    Args:
+        url: SQLAlchemy URL of the database, or ``grpc://host:port`` of a storage proxy.
+        heartbeat_interval: seconds between heartbeats of a running trial (None: none).
+        grace_period: seconds without heartbeat after which a trial is stale (default 2x).
+        max_retry: how many times a stale trial is re-queued with the same params.
+        pool: connection pool of a server database (default `PoolOptions()`).
+
+    Raises:
+        ValueError: for a malformed ``grpc://`` URL or pool options.
+    """
+    if url.startswith(GRPC_SCHEME):
+        host, port = parse_grpc_url(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        proxy.wait_server_ready(timeout=60)
+        return proxy
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if url.startswith("sqlite:///") and path and path != ":memory:":
+            with sqlite3.connect(path, timeout=60) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs.update((pool or PoolOptions()).engine_kwargs())
+    callback = RetryStaleTrial(max_retry) if heartbeat_interval else None
+    with warnings.catch_warnings():
+        # Heartbeats are marked experimental; they are what we rely on.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=callback,
+        )
+
+
+def has_heartbeat(storage: BaseStorage) -> bool:
+    """Whether the storage records Optuna heartbeats (RDB with an interval; not gRPC)."""
+    return is_heartbeat_enabled(storage)
+
+
+@contextmanager
+def lease(storage: BaseStorage, trial_id: int, interval_s: float, grace_s: float) -> Iterator[None]:
+    """Hold a lease on a running trial: its ``augsearch:lease`` attr is refreshed every interval.
+
+    The attr holds ``{"at": unix time, "grace": seconds}``; `fail_stale_trials` fails the trial
+    once ``at`` is older than ``grace``. Used where Optuna's heartbeat is unavailable (gRPC).
+    """
+    stop = threading.Event()
+
+    def renew() -> None:
+        while True:
+            # The trial may have finished, or the proxy blinked: try again next interval.
+            with contextlib.suppress(Exception):
+                storage.set_trial_system_attr(
+                    trial_id, LEASE_ATTR, {"at": time.time(), "grace": grace_s}
+                )
+            if stop.wait(interval_s):
+                return
+
+    thread = threading.Thread(target=renew, name=f"lease-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _lease_expired(trial: FrozenTrial, now: float) -> bool:
+    held = trial.system_attrs.get(LEASE_ATTR)
+    if not isinstance(held, dict):
+        return False
+    return now - float(held.get("at", now)) > float(held.get("grace", 60.0))
+
+
+def fail_stale_trials(study: optuna.Study, max_retry: int | None = 2) -> list[int]:
+    """Fail the study's trials whose worker died, and re-queue them; safe to run anywhere.
+
+    RDB storages with heartbeats use Optuna's ``fail_stale_trials`` (its configured callback
+    re-queues); trials held by a lease (gRPC workers) are checked on any storage.
+
+    Returns:
+        Numbers of the trials failed by this call.
+    """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    before = {t.number for t in running}
+    storage = study._storage
+    if has_heartbeat(storage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    now = time.time()
+    failed: list[int] = []
+    for trial in running:
+        if not _lease_expired(trial, now):
+            continue
+        try:
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                failed.append(trial.number)
+                RetryStaleTrial(max_retry)(study, storage.get_trial(trial._trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another reaper (or the worker itself) finished it first
+    now_failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    return sorted((before & now_failed) | set(failed))
+
+
+def run_storage_proxy(storage_url: str, host: str = "0.0.0.0", port: int = 13000) -> None:
+    """Serve an RDB storage to gRPC workers (blocks until the process is stopped).
+
+    Args:
+        storage_url: SQLAlchemy URL of the database behind the proxy.
+        host: address to bind.
+        port: port to bind.
+
+    Raises:
+        ValueError: when the URL is itself a gRPC URL.
+    """
+    if storage_url.startswith(GRPC_SCHEME):
+        raise ValueError("the storage proxy must front a database URL, not another proxy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # get_storage caches the storage as the proxy expects; our engine settings still apply.
+        storage = optuna.storages.get_storage(make_storage(storage_url, heartbeat_interval=None))
+        optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error is a lost connection to the storage that a retry may outlive.
+
+    Database restarts and network blips surface as SQLAlchemy ``OperationalError`` /
+    ``InterfaceError`` (or a DBAPI error that invalidated its connection), gRPC proxies as
+    ``UNAVAILABLE`` or ``DEADLINE_EXCEEDED``.
+    """
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    code = getattr(exc, "code", None)
+    if callable(code) and type(exc).__module__.startswith("grpc"):
+        return getattr(code(), "name", "") in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+    return False

@@ -1,0 +1,147 @@
+"""Fixtures of the attack suite: a multi-user service (tokens, no single-user mode) on a real
+migrated SQLite database, three accounts (alice, bob, an admin) and alice's objects."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from safetensors.torch import save_file
+
+from ops.presets import PRESETS
+from service.app import create_app
+from service.checkpoints import repository as checkpoints
+from service.checkpoints.service import checkpoint_dir, sha256_of
+from service.db.migrate import upgrade
+from service.db.models import Search
+from service.policies import repository as policies
+from service.runtime import Runtime
+from service.settings import Settings
+from service.users.service import create_user_with_token
+
+MAX_UPLOAD = 256 * 1024
+
+
+@dataclass
+class Accounts:
+    """Bearer headers of the three accounts."""
+
+    alice: dict[str, str]
+    bob: dict[str, str]
+    admin: dict[str, str]
+    alice_token: str
+
+
+@dataclass
+class Owned:
+    """Alice's objects: a dataset and a completed search with its policy and checkpoint."""
+
+    dataset_id: int
+    search_id: int
+    checkpoint: Path
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for each test."""
+    path = tmp_path_factory.mktemp("security-template") / "augsearch.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def decoded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded-dataset cache shared by the session (digits is decoded once)."""
+    return tmp_path_factory.mktemp("security-cache")
+
+
+@pytest.fixture
+def secure_settings(tmp_path: Path, migrated_template: Path, decoded_cache: Path) -> Settings:
+    """Multi-user settings: tokens required, one allowed dataset root, small upload cap."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "cache").symlink_to(decoded_cache)
+    shutil.copy(migrated_template, tmp_path / "augsearch.db")
+    root = tmp_path / "roots" / "root"
+    root.mkdir(parents=True)
+    return Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{tmp_path / 'augsearch.db'}",
+        single_user=False,
+        allowed_dataset_roots=[root],
+        max_upload_bytes=MAX_UPLOAD,
+        max_concurrent_searches=2,
+        max_trials=50,
+        max_epochs=20,
+        max_page_size=100,
+        heartbeat_interval_s=1,
+    )
+
+
+@pytest.fixture
+def api(secure_settings: Settings) -> Iterator[TestClient]:
+    """The app in-process (lifespan run, no background reconciler), with no credentials."""
+    with TestClient(create_app(secure_settings, reconcile=False)) as client:
+        yield client
+
+
+@pytest.fixture
+def runtime(api: TestClient) -> Runtime:
+    """The runtime built in the app's lifespan."""
+    result: Runtime = api.app.state.runtime  # type: ignore[attr-defined]
+    return result
+
+
+@pytest.fixture
+def accounts(runtime: Runtime) -> Accounts:
+    """alice and bob (ordinary users) and root (an admin), each with a token."""
+    tokens = {}
+    with runtime.transaction() as session:
+        for name, admin in (("alice", False), ("bob", False), ("root", True)):
+            tokens[name] = create_user_with_token(session, name, admin)[1]
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    return Accounts(
+        bearer(tokens["alice"]), bearer(tokens["bob"]), bearer(tokens["root"]), tokens["alice"]
+    )
+
+
+def complete_search(runtime: Runtime, search_id: int) -> Path:
+    """Record a search as completed with a policy and a real safetensors checkpoint, as the
+    reconciler does when the final trial finishes."""
+    folder = checkpoint_dir(runtime.settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"search-{search_id}.safetensors"
+    save_file({"w": torch.arange(16, dtype=torch.float32)}, str(path))
+    policy: dict[str, Any] = PRESETS["randaugment-2-9"].model_dump(mode="json")
+    with runtime.transaction() as session:
+        search = session.get(Search, search_id)
+        assert search is not None
+        search.state = "completed"
+        search.best_value = 0.9
+        policies.upsert(session, search_id, search.dataset_id, policy, 0.9)
+        checkpoints.upsert(
+            session, search_id, "artifact-1", str(path), sha256_of(path), {"arch": "resnet8"}
+        )
+    return path
+
+
+@pytest.fixture
+def owned(api: TestClient, accounts: Accounts, runtime: Runtime) -> Owned:
+    """alice's digits dataset and a completed search on it."""
+    dataset = api.post("/api/v1/datasets", json={"source": "digits"}, headers=accounts.alice)
+    assert dataset.status_code == 201, dataset.text
+    spec = {"strategy": "randaugment", "n_trials": 2, "recipe": {"epochs": 1}}
+    body = {"dataset_id": dataset.json()["id"], "spec": spec}
+    search = api.post("/api/v1/searches", json=body, headers=accounts.alice)
+    assert search.status_code == 201, search.text
+    path = complete_search(runtime, search.json()["id"])
+    return Owned(dataset.json()["id"], search.json()["id"], path)
