@@ -8,12 +8,7 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-
-from search import lifecycle
-from search.objective import FixedLengthTrial
-from search.storage import make_storage
-from search.worker import Worker, workers_alive
-from tests.scale.conftest import (
+from scaletools import (
     assert_budget_exact,
     drive,
     fixed_spec,
@@ -21,6 +16,11 @@ from tests.scale.conftest import (
     stop_all,
     trials_of,
 )
+
+from search import lifecycle
+from search.objective import FixedLengthTrial
+from search.storage import make_storage
+from search.worker import Worker, workers_alive
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -30,8 +30,7 @@ def test_four_workers_share_two_searches_with_exact_budgets(pg_url: str, tmp_pat
     lifecycle.create_search_study(storage, "fa", fixed_spec(6, parallelism=3))
     lifecycle.create_search_study(storage, "fb", fixed_spec(6, parallelism=3, seed=1))
     procs = [
-        start_worker(pg_url, tmp_path / "art", f"w{i}", seconds=0.8, max_idle=4.0)
-        for i in range(4)
+        start_worker(pg_url, tmp_path / "art", f"w{i}", seconds=0.8, max_idle=4.0) for i in range(4)
     ]
     try:
         drive(storage, ["fa", "fb"], timeout_s=120)
