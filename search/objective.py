@@ -185,6 +185,8 @@ class Objective:
             raise TrialStopped("search cancelled")
         if role == "final" and state != FINALIZING:
             raise optuna.TrialPruned(f"final trial not needed (search is {state})")
+        if role in ("final", "candidate") and _superseded(study, trial, role):
+            raise optuna.TrialPruned(f"duplicate {role} trial: an earlier one holds its place")
         if role != "search":
             return
         if state != OPEN:
@@ -330,6 +332,22 @@ def claim_budget_slot(study: optuna.Study, trial: optuna.Trial, n_trials: int) -
     )
     if _count(trials, TrialState.COMPLETE) + flagged >= n_trials:
         raise optuna.TrialPruned("budget filled by other trials while this one ran")
+
+
+def _superseded(study: optuna.Study, trial: optuna.Trial, role: str) -> bool:
+    """Whether an earlier live trial has the same role and fixed params.
+
+    Concurrent `advance` calls (workers and the reconciler) may each enqueue the same final or
+    candidate trial; the lowest-numbered one runs and the others prune themselves.
+    """
+    fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+    return any(
+        t.number < trial.number
+        and role_of(t) == role
+        and t.system_attrs.get("fixed_params") == fixed
+        and t.state not in (TrialState.FAIL, TrialState.PRUNED)
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def _count(trials: list[FrozenTrial], state: TrialState) -> int:

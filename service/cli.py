@@ -34,11 +34,14 @@ app.add_typer(search_app, name="search")
 app.add_typer(policy_app, name="policy")
 app.add_typer(checkpoint_app, name="checkpoint")
 
+# Small enough to finish in a few minutes on a laptop CPU, large enough to learn digits (> 90%).
 DEMO_SPEC = {
-    "strategy": "randaugment",
-    "n_trials": 4,
-    "baselines": ["none", "randaugment-2-9"],
-    "recipe": {"epochs": 2},
+    "strategy": "autoaugment",
+    "n_trials": 8,
+    "num_sub_policies": 3,
+    "baselines": ["none", "randaugment-2-9", "trivialaugment-wide"],
+    "recipe": {"arch": "resnet8", "epochs": 4, "batch_size": 64, "lr": 0.05},
+    "final_recipe": {"arch": "resnet8", "epochs": 8, "batch_size": 64, "lr": 0.05},
 }
 
 

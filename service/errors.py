@@ -75,6 +75,7 @@ class ErrorRead(BaseModel):
 
 _ERROR = {"model": ErrorRead}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**_ERROR, "description": "a body that cannot be parsed (e.g. broken multipart)"},
     401: {**_ERROR, "description": "missing, invalid or revoked token"},
     403: {**_ERROR, "description": "not allowed (admin only, cross-site, CSRF header missing)"},
     404: {**_ERROR, "description": "unknown id, or another user's"},

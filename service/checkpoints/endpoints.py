@@ -10,6 +10,7 @@ from fastapi.responses import Response, StreamingResponse
 from service.checkpoints import service
 from service.checkpoints.schemas import CheckpointRead
 from service.deps import CurrentUser, SessionDep, SettingsDep
+from service.ids import SearchId
 
 router = APIRouter(prefix="/searches/{search_id}/checkpoint", tags=["checkpoints"])
 
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/searches/{search_id}/checkpoint", tags=["checkpoints
     },
 )
 def download_checkpoint(
-    search_id: int,
+    search_id: SearchId,
     session: SessionDep,
     user: CurrentUser,
     settings: SettingsDep,
@@ -49,6 +50,6 @@ def download_checkpoint(
 
 
 @router.get("/card")
-def checkpoint_card(search_id: int, session: SessionDep, user: CurrentUser) -> CheckpointRead:
+def checkpoint_card(search_id: SearchId, session: SessionDep, user: CurrentUser) -> CheckpointRead:
     """The checkpoint's model card (architecture, classes, policy, metrics) and checksum."""
     return CheckpointRead.model_validate(service.get(session, search_id, user))

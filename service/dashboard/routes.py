@@ -22,6 +22,7 @@ from service.dashboard.search_view import build_search_page
 from service.db.models import User
 from service.deps import CurrentUser, RuntimeDep, SessionDep
 from service.errors import DomainError, InvalidInput, Unauthorized
+from service.ids import DatasetId, SearchId
 from service.policies import service as policies
 from service.runtime import Runtime
 from service.searches import service as searches
@@ -121,7 +122,7 @@ def build_router(pages: Pages) -> APIRouter:
 
     @router.get("/searches/{search_id}", response_class=HTMLResponse)
     def search_detail(
-        search_id: int, request: Request, session: SessionDep, runtime: RuntimeDep
+        search_id: SearchId, request: Request, session: SessionDep, runtime: RuntimeDep
     ) -> HTMLResponse:
         def build(user: User) -> dict[str, Any]:
             page = build_search_page(session, user, search_id, runtime.storage, pages.importances)
@@ -131,7 +132,7 @@ def build_router(pages: Pages) -> APIRouter:
 
     @router.get("/searches/{search_id}/policy", response_class=HTMLResponse)
     def policy_detail(
-        search_id: int, request: Request, session: SessionDep, runtime: RuntimeDep
+        search_id: SearchId, request: Request, session: SessionDep, runtime: RuntimeDep
     ) -> HTMLResponse:
         def build(user: User) -> dict[str, Any]:
             return {"page": views.build_policy_page(session, user, search_id)}
@@ -140,7 +141,7 @@ def build_router(pages: Pages) -> APIRouter:
 
     @router.get("/searches/{search_id}/policy/preview.png")
     def policy_preview(
-        search_id: int,
+        search_id: SearchId,
         request: Request,
         session: SessionDep,
         runtime: RuntimeDep,
@@ -169,7 +170,7 @@ def _add_other_pages(router: APIRouter, pages: Pages) -> None:
 
     @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
     def dataset_detail(
-        dataset_id: int, request: Request, session: SessionDep, runtime: RuntimeDep
+        dataset_id: DatasetId, request: Request, session: SessionDep, runtime: RuntimeDep
     ) -> HTMLResponse:
         def build(user: User) -> dict[str, Any]:
             return {"page": views.build_dataset_page(session, user, dataset_id)}

@@ -28,9 +28,7 @@ def build_signin_router(templates: Jinja2Templates) -> APIRouter:
 
     def form(request: Request, message: str = "", status_code: int = 200) -> HTMLResponse:
         context = {"message": message, "optuna_dashboard_url": None}
-        return templates.TemplateResponse(
-            request, "signin.html", context, status_code=status_code
-        )
+        return templates.TemplateResponse(request, "signin.html", context, status_code=status_code)
 
     @router.get("/signin", response_class=HTMLResponse)
     def signin_form(request: Request) -> HTMLResponse:

@@ -14,6 +14,7 @@ from service.datasets.schemas import DatasetCreate, DatasetRead
 from service.db.models import User
 from service.deps import Caller, CurrentUser, RuntimeDep, SessionDep, SettingsDep
 from service.errors import InvalidInput
+from service.ids import DatasetId
 from service.pagination import Page, PageDep
 from service.runtime import Runtime
 
@@ -27,6 +28,7 @@ _UPLOAD_SCHEMA = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "name": {"type": "string"},
@@ -97,14 +99,14 @@ def list_datasets(session: SessionDep, user: CurrentUser, page: PageDep) -> Page
 
 
 @router.get("/{dataset_id}")
-def show_dataset(dataset_id: int, session: SessionDep, user: CurrentUser) -> DatasetRead:
+def show_dataset(dataset_id: DatasetId, session: SessionDep, user: CurrentUser) -> DatasetRead:
     """One dataset with its counts per class, image size and channels."""
     return DatasetRead.model_validate(service.get(session, dataset_id, user))
 
 
 @router.delete("/{dataset_id}", status_code=204)
 def delete_dataset(
-    dataset_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    dataset_id: DatasetId, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> None:
     """Delete a dataset; refused (409) while a search refers to it."""
     service.delete(session, dataset_id, user, settings)
@@ -116,7 +118,7 @@ def delete_dataset(
     responses={200: {"content": {"image/png": {}}}},
 )
 def dataset_samples(
-    dataset_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    dataset_id: DatasetId, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> Response:
     """A PNG grid of sample images, one row per class."""
     dataset = service.get(session, dataset_id, user)

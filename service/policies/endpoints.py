@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.deps import Caller, CurrentUser, RuntimeDep, SessionDep
 from service.errors import NotFound
+from service.ids import DatasetId, SearchId
 from service.policies import service
 from service.policies.schemas import PolicyFormat, PolicyRead
 
@@ -17,7 +18,7 @@ router = APIRouter(tags=["policies"])
 
 @router.get("/searches/{search_id}/policy")
 def search_policy(
-    search_id: int, session: SessionDep, user: CurrentUser, format: PolicyFormat = "json"
+    search_id: SearchId, session: SessionDep, user: CurrentUser, format: PolicyFormat = "json"
 ) -> PolicyRead:
     """A search's best policy (provisional while it runs) as JSON or an export."""
     return service.export(service.search_payload(session, search_id, user), format)
@@ -25,7 +26,7 @@ def search_policy(
 
 @router.get("/datasets/{dataset_id}/policy", response_model=PolicyRead)
 async def dataset_policy(
-    dataset_id: int, user: Caller, runtime: RuntimeDep, format: PolicyFormat = "json"
+    dataset_id: DatasetId, user: Caller, runtime: RuntimeDep, format: PolicyFormat = "json"
 ) -> Response:
     """The best completed policy for a dataset; served from memory, refreshed on writes."""
     cached = runtime.policy_cache.get(dataset_id)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from service.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep
+from service.ids import SearchId
 from service.pagination import Page, PageDep
 from service.searches import service
 from service.searches.schemas import SearchCreate, SearchRead, TrialRead
@@ -38,26 +39,26 @@ def list_searches(
 
 
 @router.get("/{search_id}")
-def show_search(search_id: int, session: SessionDep, user: CurrentUser) -> SearchRead:
+def show_search(search_id: SearchId, session: SessionDep, user: CurrentUser) -> SearchRead:
     """One search: state, progress, best so far versus baselines, ETA."""
     return SearchRead.model_validate(service.get(session, search_id, user))
 
 
 @router.post("/{search_id}/cancel")
-def cancel_search(search_id: int, session: SessionDep, user: CurrentUser) -> SearchRead:
+def cancel_search(search_id: SearchId, session: SessionDep, user: CurrentUser) -> SearchRead:
     """Cancel a queued, running or finalizing search."""
     return SearchRead.model_validate(service.cancel(session, search_id, user))
 
 
 @router.post("/{search_id}/resume")
-def resume_search(search_id: int, session: SessionDep, user: CurrentUser) -> SearchRead:
+def resume_search(search_id: SearchId, session: SessionDep, user: CurrentUser) -> SearchRead:
     """Resume a cancelled or failed search."""
     return SearchRead.model_validate(service.resume(session, search_id, user))
 
 
 @router.delete("/{search_id}", status_code=204)
 def delete_search(
-    search_id: int, session: SessionDep, user: CurrentUser, runtime: RuntimeDep
+    search_id: SearchId, session: SessionDep, user: CurrentUser, runtime: RuntimeDep
 ) -> None:
     """Delete a finished search with its study, trials, policy and checkpoint record."""
     search = service.delete(session, search_id, user, runtime.storage)
@@ -66,7 +67,7 @@ def delete_search(
 
 @router.get("/{search_id}/trials")
 def list_trials(
-    search_id: int,
+    search_id: SearchId,
     session: SessionDep,
     user: CurrentUser,
     page: PageDep,

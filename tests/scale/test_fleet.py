@@ -67,7 +67,6 @@ def test_eight_workers_racing_for_the_last_trial_complete_exactly_the_budget(
             name=f"r{i}",
             heartbeat_interval=2,
             poll_interval=0.1,
-            max_trials=1,
             search_ids=["race"],
             train_fn=FixedLengthTrial(0.5, 1),
         )
@@ -76,7 +75,7 @@ def test_eight_workers_racing_for_the_last_trial_complete_exactly_the_budget(
 
     def serve(worker: Worker) -> None:
         gate.wait()
-        worker.run(max_idle=0.5)
+        worker.run(max_idle=1.5)
 
     threads = [threading.Thread(target=serve, args=(w,)) for w in workers]
     for thread in threads:
@@ -86,8 +85,8 @@ def test_eight_workers_racing_for_the_last_trial_complete_exactly_the_budget(
     search = [t for t in trials_of(storage, "race") if lifecycle.role_of(t) == "search"]
     assert sum(t.state == TrialState.COMPLETE for t in search) == budget
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in search)
+    assert sum(t.state == TrialState.PRUNED for t in search) >= 8 - budget  # they did race
     lifecycle.advance(storage, "race")  # enqueues the final training
-    workers[0].max_trials = None
     workers[0].run(max_idle=1.0)
     drive(storage, ["race"], timeout_s=30)
     assert_budget_exact(trials_of(storage, "race"), budget)

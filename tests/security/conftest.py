@@ -5,46 +5,17 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from safetensors.torch import save_file
+from security_support import MAX_UPLOAD, Accounts, Owned, complete_search
 
-from ops.presets import PRESETS
 from service.app import create_app
-from service.checkpoints import repository as checkpoints
-from service.checkpoints.service import checkpoint_dir, sha256_of
 from service.db.migrate import upgrade
-from service.db.models import Search
-from service.policies import repository as policies
 from service.runtime import Runtime
 from service.settings import Settings
 from service.users.service import create_user_with_token
-
-MAX_UPLOAD = 256 * 1024
-
-
-@dataclass
-class Accounts:
-    """Bearer headers of the three accounts."""
-
-    alice: dict[str, str]
-    bob: dict[str, str]
-    admin: dict[str, str]
-    alice_token: str
-
-
-@dataclass
-class Owned:
-    """Alice's objects: a dataset and a completed search with its policy and checkpoint."""
-
-    dataset_id: int
-    search_id: int
-    checkpoint: Path
 
 
 @pytest.fixture(scope="session")
@@ -112,26 +83,6 @@ def accounts(runtime: Runtime) -> Accounts:
     return Accounts(
         bearer(tokens["alice"]), bearer(tokens["bob"]), bearer(tokens["root"]), tokens["alice"]
     )
-
-
-def complete_search(runtime: Runtime, search_id: int) -> Path:
-    """Record a search as completed with a policy and a real safetensors checkpoint, as the
-    reconciler does when the final trial finishes."""
-    folder = checkpoint_dir(runtime.settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"search-{search_id}.safetensors"
-    save_file({"w": torch.arange(16, dtype=torch.float32)}, str(path))
-    policy: dict[str, Any] = PRESETS["randaugment-2-9"].model_dump(mode="json")
-    with runtime.transaction() as session:
-        search = session.get(Search, search_id)
-        assert search is not None
-        search.state = "completed"
-        search.best_value = 0.9
-        policies.upsert(session, search_id, search.dataset_id, policy, 0.9)
-        checkpoints.upsert(
-            session, search_id, "artifact-1", str(path), sha256_of(path), {"arch": "resnet8"}
-        )
-    return path
 
 
 @pytest.fixture

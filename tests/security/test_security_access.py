@@ -8,8 +8,7 @@ import re
 import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-
-from conftest import Accounts, Owned
+from security_support import Accounts, Owned
 
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
           "/signin", "/signout"}  # fmt: skip
@@ -19,10 +18,10 @@ SMALL = {"strategy": "randaugment", "n_trials": 1, "recipe": {"epochs": 1}}
 
 def _routes(api: TestClient) -> list[tuple[str, str]]:
     """Every (method, path template) the app serves, mounts (static files) aside."""
-    found = []
+    found: list[tuple[str, str]] = []
     for route in iter_route_contexts(api.app.routes):  # type: ignore[attr-defined]
         methods = getattr(route, "methods", None) or ()
-        found.extend((m, route.path) for m in sorted(methods) if m != "HEAD")
+        found.extend((m, str(route.path)) for m in sorted(methods) if m != "HEAD")
     return found
 
 

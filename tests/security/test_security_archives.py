@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from security_support import Accounts
 
-from conftest import Accounts
 from search.datasets import DatasetError, archive
 from search.datasets.archive import extract_archive, extracted_archive
 

@@ -11,15 +11,26 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.db.migrate import upgrade
 from service.settings import Settings
 from service.users.service import create_user_with_token
 
+# Every other default check runs (server errors, status codes, content types, response
+# schemas and headers, schema-invalid data rejected). positive_data_acceptance is left out:
+# rules the schema cannot state (``source: path`` needs ``path``, a dataset id must exist, a
+# search spec must satisfy SearchSpec) rightly answer 4xx to schema-valid requests.
+
 # One app for the whole module: schemathesis calls it in-process for every generated case.
 _STATE: dict[str, object] = {}
-EXAMPLES = 30
+EXAMPLES = 20
+# Registering a dataset decodes it (seconds to minutes at large image sizes): its validation
+# has its own tests, the fuzzer stays on the routes that answer at once.
+LONG_WORK = {"POST /api/v1/datasets"}
 
 
 def _lazy_app() -> FastAPI:
@@ -57,22 +68,28 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory, decoded_cache: Path) -> I
 
 def _operations() -> list[object]:
     schema = schemathesis.openapi.from_asgi("/openapi.json", _lazy_app())
-    return [result.ok() for result in schema.get_all_operations()]
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    return [op for op in operations if op.label not in LONG_WORK]
 
 
-def test_no_server_errors_and_no_schema_violations() -> None:
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_server_errors_and_no_schema_violations(mode: GenerationMode) -> None:
     headers = _STATE["headers"]
     assert isinstance(headers, dict)
     operations = _operations()
-    assert len(operations) >= 20
+    assert len(operations) >= 19
     for operation in operations:
 
-        @given(case=operation.as_strategy())  # type: ignore[attr-defined]
+        @given(case=operation.as_strategy(generation_mode=mode))  # type: ignore[attr-defined]
         @settings(
             max_examples=EXAMPLES, deadline=None, derandomize=True,
             suppress_health_check=list(HealthCheck), database=None,
         )  # fmt: skip
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=headers)
+            case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
-        check()
+        try:
+            check()
+        except Unsatisfiable:
+            # An operation without inputs (GET /workers) has no schema-invalid request.
+            assert mode is GenerationMode.NEGATIVE, operation

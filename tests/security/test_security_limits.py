@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import anyio
 import pytest
 from fastapi.testclient import TestClient
+from security_support import MAX_UPLOAD, Accounts, Owned
 
-from conftest import MAX_UPLOAD, Accounts, Owned
 from service.app import create_app
 from service.settings import Settings
 
@@ -48,9 +48,7 @@ def test_declared_oversized_upload_is_refused_unread(api: TestClient, accounts: 
     assert body.sent <= 64 * 1024  # at most the chunk the client had in flight
 
 
-async def _stream_post(
-    app: object, path: str, headers: dict[str, str], body: CountingBody
-) -> int:
+async def _stream_post(app: object, path: str, headers: dict[str, str], body: CountingBody) -> int:
     """POST ``body`` chunk by chunk straight into the ASGI app; return the status code.
 
     (The test client reads a whole body before calling the app, so it cannot show when the

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from security_support import Accounts, Owned
 
-from conftest import Accounts, Owned
 from service.settings import Settings
 
 
