@@ -41,7 +41,11 @@ def test_sigkilled_trial_is_retried_by_another_worker_with_the_same_params(
     victim = start_worker(pg_url, tmp_path / "art", "victim", seconds=30, steps=30)
     survivor: subprocess.Popen[bytes] | None = None
     try:
-        wait_for(lambda: bool(_running(storage, "kill")), 60, "the victim to start a trial")
+        wait_for(
+            lambda: any(t.intermediate_values for t in _running(storage, "kill")),
+            60,
+            "the victim to be mid-trial",
+        )
         killed = _running(storage, "kill")[0]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
