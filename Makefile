@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/augsearch demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -x --timeout=900 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --timeout=900 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser and not postgres" $(PYTEST_ARGS)

@@ -75,17 +75,17 @@ def _seed(url: str) -> str:
     return token
 
 
-def _writer(url: str, study_name: str, stop_at: float, told: Any) -> None:
+def _writer(url: str, study_name: str, stop: Any, told: Any) -> None:
     import optuna
 
     from ops.presets import PRESETS
     from search.lifecycle import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    policy = PRESETS["randaugment-2-9"].model_dump_json()
+    policy = PRESETS["randaugment-2-9"].model_dump(mode="json")
     storage = make_storage(url, heartbeat_interval=None)  # ask/tell: heartbeats do not apply
     study = optuna.load_study(storage=storage, study_name=study_name)
-    while time.time() < stop_at:
+    while not stop.is_set():
         trial = study.ask()
         for key, value in (("role", "search"), ("policy", policy), ("epochs", [0.5, 0.6]),
                            ("worker", f"load:{os.getpid()}"), ("duration_s", 0.1)):  # fmt: skip
@@ -180,13 +180,14 @@ def _measure(url: str, data_dir: Path, seconds: float, clients: int) -> dict[str
             search_id = int(search["id"])
             _wait_for(lambda: http.get(f"/api/v1/searches/{search_id}").json()["state"]
                       == "running", 60)  # fmt: skip
-            stop_at = time.time() + seconds + 2
-            writers = [ctx.Process(target=_writer, args=(url, f"search-{search_id}", stop_at,
+            stop = ctx.Event()
+            writers = [ctx.Process(target=_writer, args=(url, f"search-{search_id}", stop,
                                                          told)) for _ in range(2)]  # fmt: skip
             for w in writers:
                 w.start()
-            time.sleep(2)
+            _wait_for(lambda: told.value >= 4, 120)  # both writers imported and writing
             rate, lat, statuses = asyncio.run(_load(base, headers, search_id, clients, seconds))
+            stop.set()
             for w in writers:
                 w.join(timeout=60)
 

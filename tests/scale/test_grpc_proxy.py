@@ -37,7 +37,7 @@ def _free_port() -> int:
 def test_grpc_urls_are_parsed_or_refused() -> None:
     assert parse_grpc_url("grpc://proxy.internal:13000") == ("proxy.internal", 13000)
     for bad in ("grpc://host", "grpc://:13000", "grpc://host:0", "grpc://host:port"):
-        with pytest.raises(ValueError, match="(?i)grpc"):
+        with pytest.raises(ValueError, match=r"(?i)grpc"):
             parse_grpc_url(bad)
 
 
