@@ -268,8 +268,20 @@ def is_transient(exc: BaseException) -> bool:
 
     Database restarts and network blips surface as SQLAlchemy ``OperationalError`` /
     ``InterfaceError`` (or a DBAPI error that invalidated its connection), gRPC proxies as
-    ``UNAVAILABLE`` or ``DEADLINE_EXCEEDED``.
+    ``UNAVAILABLE`` or ``DEADLINE_EXCEEDED``; Optuna wraps them (``StorageInternalError``), so
+    the chain of causes is searched.
     """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_connection_error(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _is_connection_error(exc: BaseException) -> bool:
     import sqlalchemy.exc
 
     if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):

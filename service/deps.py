@@ -38,9 +38,17 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
+# Sessions open at once per process: below the engine's pool (5 + 10 overflow), so requests
+# queue here, without holding a worker thread, instead of taking every thread while waiting
+# for a connection whose holder then needs a thread to commit (a deadlock until the pool's
+# 30 s timeout).
+SESSION_CONCURRENCY = 12
+
 # scope="function": the commit happens before the response is sent, so a client that has its
 # 201 can read what it wrote (the default scope commits after the response has left).
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SessionDep = Annotated[
+    Session, Depends(get_session, scope="function", max_concurrency=SESSION_CONCURRENCY)
+]
 
 
 def get_current_user(request: Request, session: SessionDep, runtime: RuntimeDep) -> User:

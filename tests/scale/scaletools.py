@@ -102,18 +102,28 @@ def trials_of(storage: BaseStorage, search_id: str) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False)
 
 
+def describe(trials: list[FrozenTrial]) -> str:
+    """One line per trial: number, state, role, worker, retry source (failure messages)."""
+    return "\n".join(
+        f"{t.number} {t.state.name} {lifecycle.role_of(t)} {t.user_attrs.get('worker')} "
+        f"from={t.system_attrs.get('failed_trial')} err={t.user_attrs.get('error')}"
+        for t in trials
+    )
+
+
 def assert_budget_exact(trials: list[FrozenTrial], n_trials: int) -> None:
     """Exactly ``n_trials`` complete search trials, one final, no trial completed twice."""
+    table = describe(trials)
     search = [t for t in trials if lifecycle.role_of(t) == "search"]
     complete = [t for t in search if t.state == TrialState.COMPLETE]
-    assert len(complete) == n_trials, [(t.number, t.state.name) for t in search]
-    numbers = [t.number for t in trials if t.state == TrialState.COMPLETE]
-    assert len(numbers) == len(set(numbers))
+    assert len(complete) == n_trials, table
     # A retry has its own number: it must neither redo a completed trial nor complete twice.
     done = {t.number for t in complete}
     sources = [t.system_attrs["failed_trial"] for t in complete if "failed_trial" in t.system_attrs]
-    assert len(sources) == len(set(sources)), sources
-    assert not done & set(sources), (done, sources)
+    assert len(sources) == len(set(sources)), table
+    assert not done & set(sources), table
     # Concurrent advances may enqueue the final twice: exactly one runs, duplicates prune.
     finals = [t for t in trials if lifecycle.role_of(t) == "final"]
-    assert sorted(t.state.name for t in finals if t.state != TrialState.PRUNED) == ["COMPLETE"]
+    assert sorted(t.state.name for t in finals if t.state != TrialState.PRUNED) == ["COMPLETE"], (
+        table
+    )

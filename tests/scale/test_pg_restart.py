@@ -12,6 +12,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 from scaletools import (
     assert_budget_exact,
+    describe,
     drive,
     fixed_spec,
     start_worker,
@@ -66,7 +67,11 @@ def test_a_search_survives_a_postgres_restart(pg_url: str, tmp_path: Path) -> No
         assert leader.try_acquire()  # the lock died with its session; it is taken again
         with engine.connect() as conn:  # pre-ping replaced the dead pooled connection
             assert conn.execute(text("SELECT 1")).scalar() == 1
-        _drive_through_errors(storage)
+        try:
+            _drive_through_errors(storage)
+        except AssertionError as exc:
+            table = describe(trials_of(storage, "pgr"))
+            raise AssertionError(f"{exc}\n{table}\n{log.read_text()[-4000:]}") from exc
         for proc in procs:
             assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
