@@ -8,8 +8,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +23,9 @@ from service.cli_client import (
     search_app,
 )
 from service.settings import LOOPBACK_HOSTS, Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(
     name="augsearch", help="Augmentation-policy search service.", no_args_is_help=True
@@ -73,21 +78,16 @@ def db_downgrade(revision: str) -> None:
     console.print(f"database downgraded to {revision}")
 
 
-@token_app.command("create")
-def token_create(
-    user: Annotated[str, typer.Option(help="User name (created if new).")],
-    admin: Annotated[bool, typer.Option("--admin", help="Give the user admin rights.")] = False,
-) -> None:
-    """Create an API token for a user; it is printed once and stored hashed."""
+@contextmanager
+def _db_session() -> Iterator[Session]:
+    """A session on the configured database, committed on success; a domain error exits 1."""
     from service.db.engine import make_engine, make_sessionmaker
     from service.errors import DomainError
-    from service.users.service import create_user_with_token
 
-    settings = _settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(_settings().database_url)
     session = make_sessionmaker(engine)()
     try:
-        _, token = create_user_with_token(session, user, admin)
+        yield session
         session.commit()
     except DomainError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
@@ -95,7 +95,31 @@ def token_create(
     finally:
         session.close()
         engine.dispose()
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="User name (created if new).")],
+    admin: Annotated[bool, typer.Option("--admin", help="Give the user admin rights.")] = False,
+) -> None:
+    """Create an API token for a user; it is printed once and stored hashed."""
+    from service.users.service import create_user_with_token
+
+    with _db_session() as session:
+        _, token = create_user_with_token(session, user, admin)
     typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    user: Annotated[str, typer.Option(help="User whose tokens are all revoked.")],
+) -> None:
+    """Revoke every API token of a user (tokens are stored hashed, so all go together)."""
+    from service.users.service import revoke_user_tokens
+
+    with _db_session() as session:
+        count = revoke_user_tokens(session, user)
+    typer.echo(f"revoked {count} token{'s' if count != 1 else ''} of user {user!r}")
 
 
 @app.command()

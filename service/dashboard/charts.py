@@ -125,7 +125,7 @@ def epoch_curves(trials: Sequence[TrialPoint]) -> str:
     x = chart.x_scale(1, max(longest, 2))
     low, high = padded_range(_finite([float(v) for t in curves for v in t.epochs]))
     y = chart.y_scale(max(low, 0.0), high)
-    chart.axes(x, y, "epoch", "validation accuracy")
+    chart.axes(x, y, "epoch", "validation accuracy", x_integer=True)
     for trial in sorted(curves, key=lambda t: t.number):
         points = [(x(i + 1), y(float(v))) for i, v in enumerate(trial.epochs)]
         colour = SERIES_COLOURS[trial.number % len(SERIES_COLOURS)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 from service.dashboard import launch as launching
 from service.dashboard import views
 from service.dashboard.analysis import ImportanceCache
-from service.dashboard.auth import viewer
+from service.dashboard.auth import TOKEN_COOKIE, viewer
 from service.dashboard.images import PreviewCache
 from service.dashboard.search_view import build_search_page
+from service.datasets import service as datasets
 from service.db.models import User
 from service.deps import CurrentUser, RuntimeDep, SessionDep
 from service.errors import DomainError, InvalidInput, Unauthorized
@@ -29,8 +30,8 @@ from service.searches import service as searches
 from service.searches.states import SearchState
 from service.workers import service as workers
 
-TEMPLATES = Path(__file__).parent / "templates"
-STATIC = Path(__file__).parent / "static"
+TEMPLATES = FilePath(__file__).parent / "templates"
+STATIC = FilePath(__file__).parent / "static"
 
 
 def _accuracy(value: float | None) -> str:
@@ -56,6 +57,13 @@ def _when(moment: datetime | str | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _signed_in_by_cookie(request: Request) -> bool:
+    """Whether the navigation offers "Sign out": a token cookie outside single-user mode."""
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    single_user = runtime is not None and runtime.settings.single_user
+    return not single_user and TOKEN_COOKIE in request.cookies
+
+
 def make_templates() -> Jinja2Templates:
     """The page templates with the dashboard's formatting filters."""
     templates = Jinja2Templates(directory=str(TEMPLATES))
@@ -75,10 +83,20 @@ class Pages:
         self, request: Request, name: str, context: dict[str, Any], status_code: int = 200
     ) -> HTMLResponse:
         """Render a template with the shared context (navigation, optuna-dashboard link)."""
-        shared = {"optuna_dashboard_url": getattr(request.app.state, "optuna_dashboard_url", None)}
+        shared = {
+            "optuna_dashboard_url": getattr(request.app.state, "optuna_dashboard_url", None),
+            "signed_in": _signed_in_by_cookie(request),
+        }
         return self.templates.TemplateResponse(
             request, name, {**shared, **context}, status_code=status_code
         )
+
+    def preview(
+        self, dataset_spec: dict[str, Any], policy: dict[str, Any], seed: int, runtime: Runtime
+    ) -> Response:
+        """The PNG of ``policy`` applied to images of the dataset (cached; stable per seed)."""
+        png = self.previews.get_or_render(dataset_spec, policy, seed, runtime.settings)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=300"})
 
     def page(
         self,
@@ -153,11 +171,53 @@ def build_router(pages: Pages) -> APIRouter:
         dataset_spec = spec.get("dataset")
         if not isinstance(dataset_spec, dict):
             raise InvalidInput(f"search {search_id} has no dataset in its spec")
-        png = pages.previews.get_or_render(dataset_spec, payload["policy"], seed, runtime.settings)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=300"})
+        return pages.preview(dataset_spec, payload["policy"], seed, runtime)
 
     _add_other_pages(router, pages)
+    _add_preset_pages(router, pages)
     return router
+
+
+def _add_preset_pages(router: APIRouter, pages: Pages) -> None:
+    @router.get("/presets", response_class=HTMLResponse)
+    def presets_list(
+        request: Request,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        dataset: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    ) -> HTMLResponse:
+        def build(user: User) -> dict[str, Any]:
+            return {"names": views.preset_names(), "dataset": dataset,
+                    "datasets": views.datasets_list(session, user)}  # fmt: skip
+
+        return pages.page(request, session, runtime, "presets.html", build)
+
+    @router.get("/presets/{name}", response_class=HTMLResponse)
+    def preset_detail(
+        name: Annotated[str, Path(max_length=64)],
+        request: Request,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        dataset: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    ) -> HTMLResponse:
+        def build(user: User) -> dict[str, Any]:
+            return {"page": views.build_preset_page(session, user, name, dataset)}
+
+        return pages.page(request, session, runtime, "preset.html", build)
+
+    @router.get("/presets/{name}/preview.png")
+    def preset_preview(
+        name: Annotated[str, Path(max_length=64)],
+        request: Request,
+        session: SessionDep,
+        runtime: RuntimeDep,
+        dataset: Annotated[int, Query(ge=1, le=2**31 - 1)],
+        seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    ) -> Response:
+        user = viewer(request, session, runtime)
+        policy = views.preset_policy(name)
+        owned = datasets.get(session, dataset, user)
+        return pages.preview(owned.spec, policy, seed, runtime)
 
 
 def _add_other_pages(router: APIRouter, pages: Pages) -> None:

@@ -53,15 +53,29 @@ class Scale:
         return self.start + (value - self.low) / span * (self.end - self.start)
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round tick values covering ``[low, high]``."""
+def nice_ticks(low: float, high: float, count: int = 5, integer: bool = False) -> list[float]:
+    """About ``count`` round tick values covering ``[low, high]``.
+
+    Args:
+        low: Lower bound.
+        high: Upper bound.
+        count: Roughly how many ticks to place.
+        integer: Only whole-number ticks (epochs, counts): the step is at least 1 and never
+            2.5, so a short range gets fewer ticks rather than fractional ones.
+
+    Raises:
+        ValueError: if a bound is not finite.
+    """
     if not math.isfinite(low) or not math.isfinite(high):
         raise ValueError(f"tick bounds must be finite, got {low}, {high}")
     if high <= low:
-        return [low]
+        return [float(math.ceil(low))] if integer and math.ceil(low) <= high else [low]
     raw = (high - low) / max(count, 1)
+    if integer:
+        raw = max(raw, 1.0)
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    steps = (1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)
+    step = next(m * magnitude for m in steps if m * magnitude >= raw)
     first = math.ceil(low / step - 1e-9) * step
     ticks = []
     value = first
@@ -137,8 +151,9 @@ class Chart:
         self.add("text", {"x": round(x, 1), "y": round(y, 1), **attrs}, escape(label))
 
     def axes(self, x: Scale | None, y: Scale | None, x_label: str = "", y_label: str = "",
-             y_format: str = "{:.2f}", x_format: str = "{:g}") -> None:  # fmt: skip
-        """Draw the frame, grid lines, tick labels and axis titles."""
+             y_format: str = "{:.2f}", x_format: str = "{:g}",
+             x_integer: bool = False) -> None:  # fmt: skip
+        """Draw the frame, grid lines, tick labels and axis titles (``x_integer``: whole ticks)."""
         left, right, top, bottom = self.plot_left, self.plot_right, self.plot_top, self.plot_bottom
         self.add("rect", {"class": "frame", "x": left, "y": top, "width": right - left,
                           "height": bottom - top})  # fmt: skip
@@ -148,7 +163,7 @@ class Chart:
                 self.add("line", {"class": "grid", "x1": left, "y1": py, "x2": right, "y2": py})
                 self.text(left - 6, py + 4, y_format.format(tick), class_="tick", text_anchor="end")
         if x is not None:
-            for tick in nice_ticks(min(x.low, x.high), max(x.low, x.high)):
+            for tick in nice_ticks(min(x.low, x.high), max(x.low, x.high), integer=x_integer):
                 px = round(x(tick), 1)
                 self.text(
                     px, bottom + 16, x_format.format(tick), class_="tick", text_anchor="middle"

@@ -166,6 +166,57 @@ def build_dataset_page(session: Session, user: User, dataset_id: int) -> Dataset
     )
 
 
+@dataclass(frozen=True)
+class PresetPage:
+    """A preset policy in words, previewed on one of the viewer's datasets."""
+
+    name: str
+    policy: dict[str, Any]
+    lines: list[str]
+    datasets: list[Dataset]
+    dataset: Dataset | None
+
+
+def preset_policy(name: str) -> dict[str, Any]:
+    """The policy JSON of the preset called ``name``.
+
+    Raises:
+        NotFound: no preset has that name.
+    """
+    from ops.presets import PRESETS
+
+    if name not in PRESETS:
+        raise NotFound(f"preset {name!r} not found; known presets: {', '.join(PRESETS)}")
+    return PRESETS[name].model_dump(mode="json")
+
+
+def preset_names() -> list[str]:
+    """Every preset's name, in the catalogue's order."""
+    from ops.presets import PRESETS
+
+    return list(PRESETS)
+
+
+def build_preset_page(
+    session: Session, user: User, name: str, dataset_id: int | None
+) -> PresetPage:
+    """The preset page; the preview uses ``dataset_id`` or else the viewer's newest dataset.
+
+    Raises:
+        NotFound: an unknown preset, or a dataset the viewer does not own.
+    """
+    from ops.policy import load_policy
+
+    policy = preset_policy(name)
+    owned = datasets_list(session, user)
+    if dataset_id is not None:
+        chosen: Dataset | None = datasets.get(session, dataset_id, user)
+    else:
+        chosen = owned[0] if owned else None
+    return PresetPage(name=name, policy=policy, lines=load_policy(policy).describe(),
+                      datasets=owned, dataset=chosen)  # fmt: skip
+
+
 def datasets_list(session: Session, user: User) -> list[Dataset]:
     """The viewer's datasets, newest first."""
     rows, _ = datasets.list_page(session, user, 0, LIST_LIMIT)

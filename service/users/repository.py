@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import ApiToken, User
@@ -38,3 +38,15 @@ def live_token(session: Session, token_hash: str) -> tuple[ApiToken, User] | Non
     )
     row = session.execute(stmt).first()
     return None if row is None else (row[0], row[1])
+
+
+def revoke_tokens(session: Session, user: User) -> int:
+    """Mark every live token of ``user`` revoked; how many were live."""
+    stmt = (
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked.is_(False))
+        .values(revoked=True)
+    )
+    result = session.execute(stmt)
+    session.flush()
+    return int(getattr(result, "rowcount", 0) or 0)

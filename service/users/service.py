@@ -9,7 +9,7 @@ import secrets
 from sqlalchemy.orm import Session
 
 from service.db.models import User
-from service.errors import Conflict, InvalidInput, Unauthorized
+from service.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from service.users import repository
 
 LOCAL_USER = "local"
@@ -51,6 +51,24 @@ def create_user_with_token(
     token = TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
     repository.add_token(session, user, hash_token(token), token_name)
     return user, token
+
+
+def revoke_user_tokens(session: Session, name: str) -> int:
+    """Revoke every token of the user called ``name`` (the account itself stays).
+
+    Tokens are stored only as hashes, so a user's tokens are revoked together; the user gets a
+    new one with ``create_user_with_token``.
+
+    Returns:
+        How many live tokens were revoked (0 when the user had none left).
+
+    Raises:
+        NotFound: no user has that name.
+    """
+    user = repository.get_by_name(session, name.strip())
+    if user is None:
+        raise NotFound(f"user {name!r} not found")
+    return repository.revoke_tokens(session, user)
 
 
 def authenticate(session: Session, authorization: str | None) -> User:

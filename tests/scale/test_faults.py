@@ -36,7 +36,7 @@ def _running(storage: optuna.storages.BaseStorage, sid: str) -> list[optuna.tria
 def test_sigkilled_trial_is_retried_by_another_worker_with_the_same_params(
     pg_url: str, tmp_path: Path
 ) -> None:
-    storage = make_storage(pg_url, heartbeat_interval=1, grace_period=2)
+    storage = make_storage(pg_url, heartbeat_interval=1, grace_period=4)
     lifecycle.create_search_study(storage, "kill", fixed_spec(3, parallelism=1))
     victim = start_worker(pg_url, tmp_path / "art", "victim", seconds=30, steps=30)
     survivor: subprocess.Popen[bytes] | None = None

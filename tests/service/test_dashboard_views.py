@@ -53,6 +53,22 @@ def test_svg_helpers() -> None:
     assert text == 'data-label="&lt;b&gt;&quot;x&quot;&lt;/b&gt;" class="bar" v="0.123457"'
 
 
+def test_integer_ticks_never_fractional() -> None:
+    assert nice_ticks(1.0, 2.0) == [1.0, 1.2, 1.4, 1.6, 1.8, 2.0]
+    assert nice_ticks(1.0, 2.0, integer=True) == [1, 2]
+    assert nice_ticks(1.0, 3.0, integer=True) == [1, 2, 3]
+    assert nice_ticks(1.0, 9.0, integer=True) == [2, 4, 6, 8]
+    assert all(t == int(t) for t in nice_ticks(0.5, 37.5, 7, integer=True))
+    assert nice_ticks(0.2, 0.7, integer=True) == []  # no whole number in range
+    assert nice_ticks(3.0, 3.0, integer=True) == [3.0]
+
+
+def test_epoch_axis_of_two_epoch_trials_has_whole_ticks() -> None:
+    svg = epoch_curves([TrialPoint(0, "search", "COMPLETE", 0.6, (0.5, 0.6))])
+    labels = re.findall(r'<text [^>]*text-anchor="middle"[^>]*>([^<]*)</text>', svg)
+    assert labels[:2] == ["1", "2"] and "epoch" in labels
+
+
 def _points() -> list[TrialPoint]:
     return [
         TrialPoint(0, "baseline", "COMPLETE", 0.50, (0.4, 0.5), "none"),
@@ -286,6 +302,48 @@ def test_dashboard_signs_in_with_a_token_cookie(settings: Settings) -> None:
         assert anonymous.get("/").status_code == 200
         anonymous.cookies.set("augsearch_token", "aug_wrong")
         assert anonymous.get("/").status_code == 401
+
+
+def test_sign_out_link_only_for_a_token_cookie(settings: Settings, client: TestClient) -> None:
+    assert 'id="signout"' not in client.get("/").text  # single-user mode: nobody to sign out
+    locked = settings.model_copy(update={"single_user": False})
+    with TestClient(create_app(locked, reconcile=False)) as http:
+        with http.app.state.runtime.transaction() as session:  # type: ignore[attr-defined]
+            _, token = create_user_with_token(session, "grace")
+        http.cookies.set("augsearch_token", token)
+        page = http.get("/workers").text
+        assert '<form id="signout" class="signout" method="post" action="/signout">' in page
+        # The form posts from the dashboard's own origin, which /signout accepts.
+        out = http.post("/signout", headers={"Origin": "http://testserver"}, follow_redirects=False)
+        assert out.status_code == 303 and out.headers["location"] == "/signin"
+        assert 'augsearch_token=""' in out.headers["set-cookie"]
+        cross = http.post("/signout", headers={"Origin": "https://evil.example"})
+        assert cross.status_code == 403
+
+
+def test_preset_pages_preview_on_the_viewers_dataset(
+    client: TestClient, digits: dict[str, Any]
+) -> None:
+    listing = client.get("/presets").text
+    assert 'data-preset="autoaugment-svhn"' in listing and 'href="/presets/none"' in listing
+    page = client.get("/presets/autoaugment-svhn", params={"dataset": digits["id"]})
+    assert page.status_code == 200, page.text
+    assert page.text.count("<li>") >= 5  # the published SVHN table has many sub-policies
+    base = f"/presets/autoaugment-svhn/preview.png?dataset={digits['id']}"
+    assert f'src="{base}&amp;seed=0" data-base="{base}"' in page.text
+    assert f'<option value="{digits["id"]}" selected>' in page.text
+    first = client.get(base)
+    assert first.status_code == 200 and first.content.startswith(b"\x89PNG")
+    assert client.get(base, params={"seed": 3}).content != first.content
+    plain = client.get(f"/presets/none/preview.png?dataset={digits['id']}")
+    assert plain.status_code == 200 and plain.content != first.content
+    assert client.get("/presets/autoaugment-svhn").status_code == 200  # newest dataset
+    assert f'href="/presets?dataset={digits["id"]}"' in client.get(f"/datasets/{digits['id']}").text
+    missing = client.get("/presets/bogus")
+    assert missing.status_code == 404 and "preset &#39;bogus&#39; not found" in missing.text
+    assert client.get("/presets/bogus/preview.png?dataset=1").status_code == 404
+    assert client.get("/presets/none/preview.png?dataset=999").status_code == 404
+    assert client.get("/presets/none/preview.png").status_code == 422
 
 
 def test_optuna_dashboard_runs_beside_the_app_and_is_linked(settings: Settings) -> None:

@@ -98,7 +98,9 @@ function setupCopy() {
       const seed = Number(redraw.dataset.seed) + 1;
       redraw.dataset.seed = String(seed);
       const img = document.getElementById("policy-preview");
-      img.src = img.dataset.base + "?seed=" + seed;
+      const url = new URL(img.dataset.base, window.location.href);  // the base may hold a query
+      url.searchParams.set("seed", String(seed));
+      img.src = url.pathname + url.search;
     });
   }
 }
