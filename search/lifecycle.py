@@ -19,6 +19,7 @@ by any worker or by the service's reconciler at any time.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -344,6 +345,7 @@ def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:
             },
         )
         study.set_user_attr("state", DONE)
+        _drop_waiting(study, finals)
         return DONE
     if any(t.state in _UNFINISHED for t in finals):
         return FINALIZING
@@ -362,6 +364,15 @@ def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:
     )
     _enqueue_final(study, best, attempt=max(attempts, default=-1) + 1)
     return FINALIZING
+
+
+def _drop_waiting(study: optuna.Study, trials: list[FrozenTrial]) -> None:
+    """Prune duplicate trials still waiting (concurrent advances may enqueue one twice)."""
+    for t in trials:
+        if t.state == TrialState.WAITING:
+            # A worker that popped it meanwhile prunes it itself (the search is done).
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                study._storage.set_trial_state_values(t._trial_id, TrialState.PRUNED)
 
 
 def cancel(storage: BaseStorage | str, search_id: str) -> StudyStatus:

@@ -119,13 +119,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
                         reconcile_interval_s=0.3, max_concurrent_searches=10)  # fmt: skip
     settings.ensure_dirs()
     upgrade(settings.database_url)
-    port = _free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    server = LiveServer(url=f"http://127.0.0.1:{port}", settings=settings)
-    _wait(lambda: uv.started, 20, "the server to start")
+    uv, thread, url = _serve(settings)
+    server = LiveServer(url=url, settings=settings)
     with httpx.Client(base_url=server.url, timeout=60) as http:
         worker = _populate(server, http)
     # Serve only the finished search: the worker stays alive and idle, so it is listed.
@@ -138,6 +133,39 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     finally:
         worker.stop()
         idle.join(timeout=10)
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+def _serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
+    """Start the app on a free loopback port in a thread; returns the server, thread and URL."""
+    port = _free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    _wait(lambda: uv.started, 20, "the server to start")
+    return uv, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def locked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A server outside single-user mode (empty) and a valid token of one user: (url, token)."""
+    from service.db.engine import make_engine, make_sessionmaker
+    from service.users.service import create_user_with_token
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("locked-data"), single_user=False)
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        _, token = create_user_with_token(session, "ada")
+        session.commit()
+    engine.dispose()
+    uv, thread, url = _serve(settings)
+    try:
+        yield url, token
+    finally:
         uv.should_exit = True
         thread.join(timeout=10)
 

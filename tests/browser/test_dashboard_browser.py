@@ -153,3 +153,46 @@ def test_launch_form_shows_errors_then_creates_a_search(
     shown = httpx.get(f"{live_server.url}/api/v1/searches/{created}").json()
     assert shown["spec"]["n_trials"] == 2 and shown["spec"]["recipe"]["epochs"] == 1
     httpx.post(f"{live_server.url}/api/v1/searches/{created}/cancel")
+
+
+def test_preset_page_previews_a_preset_on_the_users_dataset(
+    page: Any, live_server: LiveServer
+) -> None:
+    page.goto(f"{live_server.url}/datasets/{live_server.dataset_id}")
+    page.click("#preset-preview-link")
+    page.wait_for_url("**/presets?dataset=*")
+    page.click('a[data-preset="autoaugment-svhn"]')
+    page.wait_for_url(f"**/presets/autoaugment-svhn?dataset={live_server.dataset_id}")
+    assert page.locator("#policy-describe li").count() >= 5
+    assert page.locator("#preset-dataset-select").input_value() == str(live_server.dataset_id)
+    preview = page.locator("#policy-preview")
+    page.wait_for_function("document.querySelector('#policy-preview').complete")
+    assert preview.evaluate("img => img.naturalWidth") > 0
+    first = preview.get_attribute("src")
+    _shot(page, "preset")
+    page.click("#redraw")  # the base URL holds a query: the seed is added to it, not appended
+    page.wait_for_function(
+        "document.querySelector('#policy-preview').src.endsWith('seed=1')"
+        " && document.querySelector('#policy-preview').complete"
+    )
+    assert preview.get_attribute("src") == first.replace("seed=0", "seed=1")
+    assert preview.evaluate("img => img.naturalWidth") > 0
+
+
+def test_sign_in_then_sign_out_from_the_navigation(
+    page: Any, locked_server: tuple[str, str], console: Any
+) -> None:
+    url, token = locked_server
+    console.expected.append("status of 401")  # chromium logs the signed-out page's answer
+    page.goto(url + "/signin")
+    assert page.locator("#signout").count() == 0
+    page.fill('input[name="token"]', token)
+    page.click("#signin-form button")
+    page.wait_for_url(url + "/")
+    assert page.locator("header.top #signout button").inner_text() == "Sign out"
+    page.click("#signout button")  # a plain same-origin POST form, accepted by /signout
+    page.wait_for_url("**/signin")
+    assert not [c for c in page.context.cookies() if c["name"] == "augsearch_token"]
+    answer = page.goto(url + "/")
+    assert answer is not None and answer.status == 401
+    assert page.locator("#signout").count() == 0

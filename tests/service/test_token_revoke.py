@@ -24,9 +24,7 @@ def _token(env: dict[str, str], user: str) -> str:
     return created.output.strip()
 
 
-def test_revoked_tokens_get_401_and_others_keep_working(
-    settings: Settings, tmp_path: Path
-) -> None:
+def test_revoked_tokens_get_401_and_others_keep_working(settings: Settings, tmp_path: Path) -> None:
     settings.single_user = False
     env = _env(settings, tmp_path)
     first, second, other = _token(env, "carol"), _token(env, "carol"), _token(env, "dave")
@@ -54,7 +52,9 @@ def test_revoked_tokens_get_401_and_others_keep_working(
 
 
 def test_revoking_an_unknown_user_fails_with_a_message(settings: Settings, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["token", "revoke", "--user", "nobody"], env=_env(settings, tmp_path))
+    result = runner.invoke(
+        app, ["token", "revoke", "--user", "nobody"], env=_env(settings, tmp_path)
+    )
     assert result.exit_code == 1 and "user 'nobody' not found" in result.output
     missing = runner.invoke(app, ["token", "revoke"], env=_env(settings, tmp_path))
     assert missing.exit_code != 0 and "--user" in missing.output
