@@ -61,6 +61,13 @@ def _bench(dataset: str, args: argparse.Namespace, workdir: Path) -> str:
     trials = [t for t in study.get_trials() if t.user_attrs.get("role") in ("search", "baseline")]
     per_trial = statistics.mean(float(t.user_attrs["duration_s"]) for t in trials)
     data = split_for_search(load_dataset(spec.dataset), spec)
+    # Compute cost, independent of how busy the machine was: images the search pushed through
+    # the trainer (trials on the reduced set, the final training on the whole training part)
+    # over the images of one final training of the retraining protocol below.
+    search_images = sum(len(t.user_attrs.get("epochs", [])) for t in trials) * len(
+        data.search_train
+    ) + args.final_epochs * len(data.final_train)
+    compute_cost = search_images / (args.final_epochs * len(data.search_train))
     assert data.test is not None and result.policy is not None
     # Retrain on the search's reduced training set: the regime the search optimised for.
     contenders = {"found": result.policy} | {name: PRESETS[name] for name in DEFAULT_BASELINES}
@@ -84,7 +91,8 @@ def _bench(dataset: str, args: argparse.Namespace, workdir: Path) -> str:
         f"{args.final_epochs} epochs; {args.seeds} seeds. Search picked "
         f"`{found.get('source_role')}` {found.get('baseline') or ''}.\n\n"
         "| policy | test acc mean | std | s.e. |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
-        f"Search wall time {search_s:.0f} s = {cost:.1f}x one final training; "
+        f"Search compute {compute_cost:.1f}x one final training (images through the trainer); "
+        f"wall time {search_s:.0f} s = {cost:.1f}x one final training's wall time; "
         f"{per_trial:.1f} s per trial; trainer {statistics.mean(ips):.0f} images/s.\n"
     )
 

@@ -14,6 +14,7 @@ complete trials plus the other flagged running ones, so with any interleaving at
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,8 +31,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ops.policy import Policy, load_policy
 from search.checkpoints import ModelCard, save_checkpoint, save_model_card
-from search.datasets import ImageDataset, group_split, load_dataset, stratified_split
-from search.lifecycle import CANCELLED, FINALIZING, OPEN, role_of, spec_of
+from search.datasets import (
+    ImageDataset,
+    group_split,
+    load_dataset,
+    stratified_split,
+    stratified_subset,
+)
+from search.lifecycle import CANCELLED, FINALIZING, OPEN, role_of
 from search.spec import SearchSpec
 from search.strategies import get_strategy
 from search.trainer import TrainerRecipe, TrainResult, evaluate, train
@@ -87,21 +94,27 @@ class SearchData:
 def split_for_search(ds: ImageDataset, spec: SearchSpec) -> SearchData:
     """Split a dataset as the spec asks.
 
-    The held-out part is taken first (by group, e.g. typeface, when the dataset has groups, so
-    the test holds unseen groups); validation is then split from the rest; search trials train
-    on a ``train_size`` subset of the training part, the final training on all of it.
+    The held-out part is taken first, then validation from the rest. When the dataset has
+    groups (e.g. typefaces) both are split by whole groups: the test holds unseen groups, and so
+    does validation, so the search scores policies by how well they generalise to a group the
+    training never saw -- the shift the test measures. Search trials train on a ``train_size``
+    subset of the training part, the final training on all of it.
     """
     test: ImageDataset | None = None
     rest = ds
+    grouped = ds.groups is not None and len(ds.group_names) >= 3
     if spec.holdout_fraction > 0:
-        if ds.groups is not None:
+        if grouped:
             rest, test = group_split(ds, test_fraction=spec.holdout_fraction, seed=spec.seed)
         else:
             rest, test = stratified_split(ds, spec.holdout_fraction, seed=spec.seed + 1)
-    final_train, val = stratified_split(rest, spec.val_fraction, seed=spec.seed)
+    if grouped and rest.groups is not None and len(set(rest.groups.tolist())) >= 2:
+        final_train, val = group_split(rest, test_fraction=spec.val_fraction, seed=spec.seed + 2)
+    else:
+        final_train, val = stratified_split(rest, spec.val_fraction, seed=spec.seed)
     search_train = final_train
     if spec.train_size is not None and spec.train_size < len(final_train):
-        search_train, _ = stratified_split(rest, spec.val_fraction, spec.seed, spec.train_size)
+        search_train = stratified_subset(final_train, spec.train_size, spec.seed)
     return SearchData(search_train, val, final_train, test)
 
 
@@ -149,13 +162,14 @@ class Objective:
         """Run one trial and return its validation accuracy (or candidate score)."""
         start = time.perf_counter()
         study = trial.study
-        spec = spec_of(study)
+        attrs = study.user_attrs  # one read for the spec and the state
+        spec = _parse_spec(attrs["spec"])
         role = str(trial.user_attrs.get("role", "search"))
         trial.set_user_attr("role", role)
         trial.set_user_attr("worker", self.worker)
         trial.set_user_attr("device", self.device)
         try:
-            self._check_start(study, trial, spec, role)
+            self._check_start(study, trial, spec, role, attrs.get("state"))
             value = self._run(trial, spec, role)
             if role == "search":
                 claim_budget_slot(study, trial, spec.n_trials)
@@ -178,9 +192,8 @@ class Objective:
         return self._data[key]
 
     def _check_start(
-        self, study: optuna.Study, trial: optuna.Trial, spec: SearchSpec, role: str
+        self, study: optuna.Study, trial: optuna.Trial, spec: SearchSpec, role: str, state: Any
     ) -> None:
-        state = study.user_attrs.get("state")
         if state == CANCELLED:
             raise TrialStopped("search cancelled")
         if role == "final" and state != FINALIZING:
@@ -348,6 +361,12 @@ def _superseded(study: optuna.Study, trial: optuna.Trial, role: str) -> bool:
         and t.state not in (TrialState.FAIL, TrialState.PRUNED)
         for t in study.get_trials(deepcopy=False)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_spec(text: str) -> SearchSpec:
+    """The spec of a study's ``spec`` attr, parsed once per distinct text (specs never change)."""
+    return SearchSpec.model_validate_json(text)
 
 
 def _count(trials: list[FrozenTrial], state: TrialState) -> int:

@@ -8,6 +8,12 @@ its complete plus running search trials leave a slot in the budget and it runs f
 than its ``parallelism``. With ``n_trials=1`` a ``MaxTrialsCallback`` would never fire, so the
 budget is enforced by this check and by `search.objective`'s start and end checks.
 
+Dispatch stays cheap as studies grow: the worker wraps its storage once in Optuna's trial
+cache (finished trials are read once per process, only unfinished and new ones each time),
+reaps stale trials of a search at most once per heartbeat interval, advances a search only
+when its current stage may be over, and rewrites its registry record only when its state
+changes or every ``REGISTER_INTERVAL_S``.
+
 Workers register in the study ``augsearch-workers``: one user attr per worker name holding
 ``{device, host, pid, state, current_trial, trials_done, last_seen}``. Each worker writes only
 its own key, so updates never race; a worker whose ``last_seen`` is older than a few poll
@@ -22,11 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import lifecycle
 from search.checkpoints import make_artifact_store
 from search.objective import Objective, TrainFn, worker_identity
+from search.spec import SearchSpec
 from search.storage import (
     PoolOptions,
     RetryStaleTrial,
@@ -51,6 +60,8 @@ from search.storage import (
 )
 
 WORKERS_STUDY = "augsearch-workers"
+# Busy workers refresh their registry record at most this often (well under `workers_alive`).
+REGISTER_INTERVAL_S = 10.0
 log = logging.getLogger("augsearch.worker")
 
 
@@ -99,12 +110,16 @@ class Worker:
     ) -> None:
         if poll_interval <= 0 or heartbeat_interval <= 0:
             raise ValueError("poll_interval and heartbeat_interval must be positive")
-        self.storage: BaseStorage = make_storage(
-            storage_url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            max_retry=max_retry,
-            pool=pool,
+        # One trial cache for every study this worker loads (load_study would otherwise wrap
+        # the RDB storage in a fresh cache, re-reading every trial each time).
+        self.storage: BaseStorage = optuna.storages.get_storage(
+            make_storage(
+                storage_url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                max_retry=max_retry,
+                pool=pool,
+            )
         )
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period or 2 * heartbeat_interval
@@ -129,7 +144,10 @@ class Worker:
         )
         self.trials_done = 0
         self._studies: dict[str, optuna.Study] = {}
+        self._specs: dict[str, SearchSpec] = {}
+        self._reaped_at: dict[str, float] = {}
         self._registry: optuna.Study | None = None
+        self._registered: tuple[str, float] | None = None
 
     def stop(self) -> None:
         """Ask the loop to stop; the running trial stops after its current epoch."""
@@ -162,7 +180,7 @@ class Worker:
             else:
                 self.stop_event.wait(self.poll_interval)
         try:
-            self._register("stopped")
+            self._register("stopped", force=True)
         except Exception as exc:
             log.warning("worker %s: could not record its stop: %s", self.name, exc)
         return self.trials_done
@@ -226,18 +244,55 @@ class Worker:
             if self.search_ids is not None and search_id not in self.search_ids:
                 continue
             study = self.study(search_id)
-            fail_stale_trials(study, self.max_retry)
+            self._reap(search_id, study)
             running = self._work(study, summary.user_attrs["state"])
             if running is None:
-                lifecycle.advance(self.storage, search_id)
+                if self._may_advance(study, summary.user_attrs["state"]):
+                    lifecycle.advance(self.storage, search_id)
                 continue
             priority = int(summary.user_attrs.get("priority", 0))
             candidates.append((-priority, running, summary._study_id, search_id))
         return min(candidates)[3] if candidates else None
 
+    def spec(self, search_id: str) -> SearchSpec:
+        """The search's spec (cached: a spec never changes once the search exists)."""
+        if search_id not in self._specs:
+            self._specs[search_id] = lifecycle.spec_of(self.study(search_id))
+        return self._specs[search_id]
+
+    def _reap(self, search_id: str, study: optuna.Study) -> None:
+        """Fail the search's stale trials, at most once per heartbeat interval.
+
+        A trial turns stale only after a grace period of two intervals, so reaping more often
+        would find nothing new; Optuna's ``optimize`` also reaps before each of its trials.
+        """
+        now = time.monotonic()
+        if now - self._reaped_at.get(search_id, -math.inf) < self.heartbeat_interval:
+            return
+        fail_stale_trials(study, self.max_retry)
+        self._reaped_at[search_id] = now
+
+    def _may_advance(self, study: optuna.Study, state: str) -> bool:
+        """Whether the search's stage may be over, so `lifecycle.advance` has work to do.
+
+        An open search moves on only once its budget of complete search trials is spent (or
+        too many failed); other states have a final trial to watch.
+        """
+        if state != lifecycle.OPEN:
+            return True
+        search_id = study.study_name.removeprefix(lifecycle.STUDY_PREFIX)
+        spec = self.spec(search_id)
+        done = Counter(
+            t.state
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+            if lifecycle.role_of(t) == "search"
+        )
+        failed_limit = max(5, 2 * spec.n_trials)
+        return done[TrialState.COMPLETE] >= spec.n_trials or done[TrialState.FAIL] > failed_limit
+
     def _work(self, study: optuna.Study, state: str) -> int | None:
         """Running trials of a search if it has work for this worker, else None."""
-        spec = lifecycle.spec_of(study)
+        spec = self.spec(study.study_name.removeprefix(lifecycle.STUDY_PREFIX))
         trials = study.get_trials(deepcopy=False)
         running = sum(1 for t in trials if t.state == TrialState.RUNNING)
         if running >= spec.parallelism:
@@ -264,8 +319,10 @@ class Worker:
 
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[self._after_trial])
         self.trials_done += 1
-        lifecycle.advance(self.storage, search_id)
-        self._register("idle")
+        # The attrs are read fresh: the trial that just ended may have changed the stage.
+        state = str(self.storage.get_study_user_attrs(study._study_id).get("state"))
+        if self._may_advance(study, state):
+            lifecycle.advance(self.storage, search_id)
 
     def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         attrs = trial.user_attrs
@@ -283,7 +340,15 @@ class Worker:
             # Interrupted by its worker, not by its own fault: run it again elsewhere.
             RetryStaleTrial(self.max_retry)(study, trial)
 
-    def _register(self, state: str, current_trial: str | None = None) -> None:
+    def _register(
+        self, state: str, current_trial: str | None = None, *, force: bool = False
+    ) -> None:
+        """Write this worker's registry record when its state changed or the last is old."""
+        now = time.monotonic()
+        if not force and self._registered is not None:
+            last_state, last_at = self._registered
+            if last_state == state and now - last_at < REGISTER_INTERVAL_S:
+                return
         if self._registry is None:
             self._registry = optuna.create_study(
                 storage=self.storage, study_name=WORKERS_STUDY, load_if_exists=True
@@ -300,6 +365,7 @@ class Worker:
                 "last_seen": datetime.now(UTC).isoformat(),
             },
         )
+        self._registered = (state, now)
 
 
 def workers_alive(storage: BaseStorage | str, within_s: float = 120.0) -> dict[str, dict[str, Any]]:
