@@ -83,7 +83,12 @@ def throughput(url: str, n_workers: int, per_worker: int, seconds: float) -> flo
     for thread in threads:
         thread.join()
     study = optuna.load_study(study_name=lifecycle.study_name(search_id), storage=storage)
-    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    # The final training that follows the search is not dispatch of search trials.
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state.name == "COMPLETE" and lifecycle.role_of(t) == "search"
+    ]
     last = max(t.datetime_complete.timestamp() for t in done if t.datetime_complete)
     return len(done) / (last - start)
 

@@ -164,8 +164,10 @@ class Objective:
         study = trial.study
         attrs = study.user_attrs  # one read for the spec and the state
         spec = _parse_spec(attrs["spec"])
-        role = str(trial.user_attrs.get("role", "search"))
-        trial.set_user_attr("role", role)
+        user_attrs = trial.user_attrs
+        role = str(user_attrs.get("role", "search"))
+        if "role" not in user_attrs:  # enqueued trials carry theirs; each write is a commit
+            trial.set_user_attr("role", role)
         trial.set_user_attr("worker", self.worker)
         trial.set_user_attr("device", self.device)
         try:
@@ -219,7 +221,8 @@ class Objective:
         if role == "search":
             policy = strategy.suggest(trial)
             overrides = strategy.recipe_overrides(trial.params)
-            trial.set_user_attr("recipe_overrides", overrides)
+            if overrides:  # readers default to none
+                trial.set_user_attr("recipe_overrides", overrides)
         else:
             policy = load_policy(trial.user_attrs["policy"])
             overrides = dict(trial.user_attrs.get("recipe_overrides") or {})
