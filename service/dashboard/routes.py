@@ -211,10 +211,13 @@ def _add_preset_pages(router: APIRouter, pages: Pages) -> None:
         request: Request,
         session: SessionDep,
         runtime: RuntimeDep,
-        dataset: Annotated[int, Query(ge=1, le=2**31 - 1)],
+        dataset: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
         seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     ) -> Response:
+        # `dataset` is checked after sign-in so that a stranger learns nothing but 401.
         user = viewer(request, session, runtime)
+        if dataset is None:
+            raise InvalidInput("query parameter 'dataset' (a dataset id) is required")
         policy = views.preset_policy(name)
         owned = datasets.get(session, dataset, user)
         return pages.preview(owned.spec, policy, seed, runtime)
