@@ -127,3 +127,11 @@ def assert_budget_exact(trials: list[FrozenTrial], n_trials: int) -> None:
     assert sorted(t.state.name for t in finals if t.state != TrialState.PRUNED) == ["COMPLETE"], (
         table
     )
+
+
+def assert_retried(trials: list[FrozenTrial], failed: int, worker: str) -> FrozenTrial:
+    """The retry of trial ``failed`` completed with the same params, on ``worker``."""
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == failed)
+    assert retry.state == TrialState.COMPLETE and retry.params == trials[failed].params
+    assert retry.user_attrs["worker"] == worker
+    return retry

@@ -13,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 from scaletools import (
     assert_budget_exact,
+    assert_retried,
     drive,
     fixed_spec,
     start_worker,
@@ -58,10 +59,8 @@ def test_sigkilled_trial_is_retried_by_another_worker_with_the_same_params(
     assert_budget_exact(trials, 3)
     failed = trials[killed.number]
     assert failed.state == TrialState.FAIL
-    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == killed.number)
-    assert retry.state == TrialState.COMPLETE and retry.params == failed.params
+    retry = assert_retried(trials, killed.number, "survivor")
     assert retry.system_attrs["retry_history"] == [killed.number]
-    assert retry.user_attrs["worker"] == "survivor"
 
 
 def test_sigterm_to_the_parent_drains_every_worker_and_exits_zero(

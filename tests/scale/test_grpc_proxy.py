@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from optuna.trial import TrialState
 from scaletools import (
     assert_budget_exact,
+    assert_retried,
     drive,
     fixed_spec,
     start_worker,
@@ -21,17 +21,12 @@ from scaletools import (
     trials_of,
     wait_for,
 )
+from servertools import free_port
 
 from search import lifecycle
 from search.storage import LEASE_ATTR, make_storage, parse_grpc_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_grpc_urls_are_parsed_or_refused() -> None:
@@ -44,7 +39,7 @@ def test_grpc_urls_are_parsed_or_refused() -> None:
 def test_workers_behind_the_proxy_finish_a_search_and_a_killed_ones_lease_expires(
     pg_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     proxy_cmd = [sys.executable, "-m", "service.cli", "storage-proxy", "--storage", pg_url,
                  "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     proxy = subprocess.Popen(proxy_cmd, env={**os.environ}, stdout=subprocess.DEVNULL)
@@ -68,6 +63,4 @@ def test_workers_behind_the_proxy_finish_a_search_and_a_killed_ones_lease_expire
         proxy.wait(timeout=30)
     trials = trials_of(db, "g1")
     assert_budget_exact(trials, 3)
-    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 0)
-    assert retry.state == TrialState.COMPLETE and retry.params == trials[0].params
-    assert retry.user_attrs["worker"] == "gworker"
+    assert_retried(trials, 0, "gworker")

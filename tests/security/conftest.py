@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from apptools import app_client, migrated_sqlite, runtime_of, temp_settings
 from fastapi.testclient import TestClient
 from security_support import MAX_UPLOAD, Accounts, Owned, complete_search
 
-from service.app import create_app
-from service.db.migrate import upgrade
 from service.runtime import Runtime
 from service.settings import Settings
 from service.users.service import create_user_with_token
@@ -21,9 +20,7 @@ from service.users.service import create_user_with_token
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file, copied for each test."""
-    path = tmp_path_factory.mktemp("security-template") / "augsearch.db"
-    upgrade(f"sqlite:///{path}")
-    return path
+    return migrated_sqlite(tmp_path_factory.mktemp("security-template"))
 
 
 @pytest.fixture(scope="session")
@@ -35,38 +32,29 @@ def decoded_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def secure_settings(tmp_path: Path, migrated_template: Path, decoded_cache: Path) -> Settings:
     """Multi-user settings: tokens required, one allowed dataset root, small upload cap."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "cache").symlink_to(decoded_cache)
     shutil.copy(migrated_template, tmp_path / "augsearch.db")
-    root = tmp_path / "roots" / "root"
-    root.mkdir(parents=True)
-    return Settings(
-        data_dir=data_dir,
-        database_url=f"sqlite:///{tmp_path / 'augsearch.db'}",
+    return temp_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'augsearch.db'}",
+        decoded_cache,
+        tmp_path / "roots" / "root",
         single_user=False,
-        allowed_dataset_roots=[root],
         max_upload_bytes=MAX_UPLOAD,
         max_concurrent_searches=2,
-        max_trials=50,
-        max_epochs=20,
-        max_page_size=100,
-        heartbeat_interval_s=1,
     )
 
 
 @pytest.fixture
 def api(secure_settings: Settings) -> Iterator[TestClient]:
     """The app in-process (lifespan run, no background reconciler), with no credentials."""
-    with TestClient(create_app(secure_settings, reconcile=False)) as client:
+    with app_client(secure_settings) as client:
         yield client
 
 
 @pytest.fixture
 def runtime(api: TestClient) -> Runtime:
     """The runtime built in the app's lifespan."""
-    result: Runtime = api.app.state.runtime  # type: ignore[attr-defined]
-    return result
+    return runtime_of(api)
 
 
 @pytest.fixture

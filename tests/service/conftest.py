@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from apptools import app_client, migrated_sqlite, runtime_of, temp_settings
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 
-from service.app import create_app
 from service.db.migrate import upgrade
 from service.runtime import Runtime
 from service.settings import Settings
@@ -25,9 +25,7 @@ KEEP_TABLES = {"alembic_version", "augsearch_alembic_version", "version_info"}
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file, copied for each test (migrating per test is slower)."""
-    path = tmp_path_factory.mktemp("template") / "augsearch.db"
-    upgrade(f"sqlite:///{path}")
-    return path
+    return migrated_sqlite(tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture(scope="session")
@@ -94,36 +92,27 @@ def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, dataset_cache: Path) -> Settings:
     """Single-user settings in a temporary data dir, with one allowed dataset root."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "cache").symlink_to(dataset_cache)
-    root = tmp_path / "datasets"
-    root.mkdir()
-    return Settings(
-        data_dir=data_dir,
-        database_url=database_url,
+    return temp_settings(
+        tmp_path,
+        database_url,
+        dataset_cache,
+        tmp_path / "datasets",
         single_user=True,
-        allowed_dataset_roots=[root],
         max_concurrent_searches=3,
-        max_trials=50,
-        max_epochs=20,
-        max_page_size=100,
-        heartbeat_interval_s=1,
     )
 
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     """The app in-process (lifespan run), without the background reconciler."""
-    with TestClient(create_app(settings, reconcile=False)) as test_client:
+    with app_client(settings) as test_client:
         yield test_client
 
 
 @pytest.fixture
 def runtime(client: TestClient) -> Runtime:
     """The runtime the app built in its lifespan."""
-    result: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    return result
+    return runtime_of(client)
 
 
 @pytest.fixture
