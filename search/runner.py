@@ -137,53 +137,49 @@ def run(
         "poll_interval": poll_interval,
         "search_ids": [search_id],
     }
-    if n_workers == 1:
-        status = _run_here(rdb, storage_url, device, artifacts, search_id, deadline, options)
-    else:
-        status = _run_processes(
-            rdb, storage_url, device, artifacts, search_id, deadline, options, n_workers
-        )
+    job = _Job(rdb, storage_url, device, artifacts, search_id, deadline, options)
+    status = _run_here(job) if n_workers == 1 else _run_processes(job, n_workers)
     return _result(status, storage_url, artifacts)
 
 
-def _run_here(
-    rdb: Any,
-    storage_url: str,
-    device: str,
-    artifacts: str,
-    search_id: str,
-    deadline: float | None,
-    options: dict[str, Any],
-) -> lifecycle.StudyStatus:
-    worker = Worker(storage_url, device, artifacts, **options)
+@dataclass(frozen=True)
+class _Job:
+    """What the driving loops share: the storage, the workers' setup, the search and deadline."""
+
+    rdb: Any
+    storage_url: str
+    device: str
+    artifacts: str
+    search_id: str
+    deadline: float | None
+    options: dict[str, Any]
+
+    def check_deadline(self, status: lifecycle.StudyStatus) -> None:
+        """Raise TimeoutError once the deadline has passed with the search still active."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError(f"search {self.search_id!r} still {status.state} at the timeout")
+
+
+def _run_here(job: _Job) -> lifecycle.StudyStatus:
+    worker = Worker(job.storage_url, job.device, job.artifacts, **job.options)
     while True:
-        status = lifecycle.advance(rdb, search_id)
+        status = lifecycle.advance(job.rdb, job.search_id)
         if status.state not in lifecycle.ACTIVE_STATES:
             return status
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"search {search_id!r} still {status.state} at the timeout")
-        if worker.pick() == search_id:
-            worker.run_one(search_id)
+        job.check_deadline(status)
+        if worker.pick() == job.search_id:
+            worker.run_one(job.search_id)
         else:
-            time.sleep(options["poll_interval"])
+            time.sleep(job.options["poll_interval"])
 
 
-def _run_processes(
-    rdb: Any,
-    storage_url: str,
-    device: str,
-    artifacts: str,
-    search_id: str,
-    deadline: float | None,
-    options: dict[str, Any],
-    n_workers: int,
-) -> lifecycle.StudyStatus:
+def _run_processes(job: _Job, n_workers: int) -> lifecycle.StudyStatus:
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(
             target=run_worker,
-            args=(storage_url, device, artifacts),
-            kwargs={**options, "name": f"run-{search_id}-{i}"},
+            args=(job.storage_url, job.device, job.artifacts),
+            kwargs={**job.options, "name": f"run-{job.search_id}-{i}"},
         )
         for i in range(n_workers)
     ]
@@ -191,15 +187,14 @@ def _run_processes(
         proc.start()
     try:
         while True:
-            status = lifecycle.advance(rdb, search_id)
+            status = lifecycle.advance(job.rdb, job.search_id)
             if status.state not in lifecycle.ACTIVE_STATES:
                 return status
             if all(not p.is_alive() for p in procs):
-                raise RuntimeError(f"every worker of search {search_id!r} exited early")
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"search {search_id!r} still {status.state} at the timeout")
-            lifecycle.fail_stale(rdb, search_id)
-            time.sleep(options["poll_interval"])
+                raise RuntimeError(f"every worker of search {job.search_id!r} exited early")
+            job.check_deadline(status)
+            lifecycle.fail_stale(job.rdb, job.search_id)
+            time.sleep(job.options["poll_interval"])
     finally:
         for proc in procs:
             if proc.is_alive():

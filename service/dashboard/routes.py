@@ -116,6 +116,20 @@ class Pages:
             return self.render(request, "error.html", context, status_code=exc.status_code)
         return self.render(request, name, context)
 
+    def view_page(
+        self,
+        request: Request,
+        session: Session,
+        runtime: Runtime,
+        name: str,
+        view: Callable[..., Any],
+        *args: Any,
+    ) -> HTMLResponse:
+        """`page` whose context is ``{"page": view(session, user, *args)}``."""
+        return self.page(
+            request, session, runtime, name, lambda user: {"page": view(session, user, *args)}
+        )
+
 
 def build_router(pages: Pages) -> APIRouter:
     """The dashboard routes (HTML, not part of the OpenAPI schema)."""
@@ -152,10 +166,9 @@ def build_router(pages: Pages) -> APIRouter:
     def policy_detail(
         search_id: SearchId, request: Request, session: SessionDep, runtime: RuntimeDep
     ) -> HTMLResponse:
-        def build(user: User) -> dict[str, Any]:
-            return {"page": views.build_policy_page(session, user, search_id)}
-
-        return pages.page(request, session, runtime, "policy.html", build)
+        return pages.view_page(
+            request, session, runtime, "policy.html", views.build_policy_page, search_id
+        )
 
     @router.get("/searches/{search_id}/policy/preview.png")
     def policy_preview(
@@ -200,10 +213,9 @@ def _add_preset_pages(router: APIRouter, pages: Pages) -> None:
         runtime: RuntimeDep,
         dataset: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     ) -> HTMLResponse:
-        def build(user: User) -> dict[str, Any]:
-            return {"page": views.build_preset_page(session, user, name, dataset)}
-
-        return pages.page(request, session, runtime, "preset.html", build)
+        return pages.view_page(
+            request, session, runtime, "preset.html", views.build_preset_page, name, dataset
+        )
 
     @router.get("/presets/{name}/preview.png")
     def preset_preview(
@@ -235,10 +247,9 @@ def _add_other_pages(router: APIRouter, pages: Pages) -> None:
     def dataset_detail(
         dataset_id: DatasetId, request: Request, session: SessionDep, runtime: RuntimeDep
     ) -> HTMLResponse:
-        def build(user: User) -> dict[str, Any]:
-            return {"page": views.build_dataset_page(session, user, dataset_id)}
-
-        return pages.page(request, session, runtime, "dataset.html", build)
+        return pages.view_page(
+            request, session, runtime, "dataset.html", views.build_dataset_page, dataset_id
+        )
 
     @router.get("/workers", response_class=HTMLResponse)
     def workers_page(request: Request, session: SessionDep, runtime: RuntimeDep) -> HTMLResponse:

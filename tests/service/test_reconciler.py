@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
+import pytest
 from fastapi.testclient import TestClient
 
 from service.leader import LeaderLock
@@ -19,6 +21,16 @@ SPEC = {
 }
 
 
+@pytest.fixture
+def reconciler(runtime: Runtime) -> Iterator[Reconciler]:
+    """A reconciler whose leader lock is released after the test."""
+    reconciler = Reconciler(runtime)
+    try:
+        yield reconciler
+    finally:
+        reconciler.leader.release()
+
+
 def _study(runtime: Runtime, search_id: int) -> optuna.Study:
     return optuna.load_study(study_name=f"search-{search_id}", storage=runtime.storage)
 
@@ -30,63 +42,52 @@ def _launch(client: TestClient, digits: dict[str, Any]) -> int:
 
 
 def test_queued_search_gets_its_study_and_passes_are_idempotent(
-    client: TestClient, runtime: Runtime, digits: dict[str, Any]
+    client: TestClient, runtime: Runtime, digits: dict[str, Any], reconciler: Reconciler
 ) -> None:
     sid = _launch(client, digits)
-    reconciler = Reconciler(runtime)
-    try:
-        assert reconciler.run_once() == 1
-        study = _study(runtime, sid)
-        assert study.user_attrs["state"] == "open"
-        assert len(study.trials) == 2  # the two baselines, waiting for a worker
-        for _ in range(2):
-            reconciler.run_once()
-        assert len(_study(runtime, sid).trials) == 2
-        search = client.get(f"/api/v1/searches/{sid}").json()
-        assert search["state"] == "running" and search["started_at"] is not None
-        assert search["progress"]["waiting"] == 2
-        assert set(search["progress"]["baselines"]) == {"none", "randaugment-2-9"}
-        trials = client.get(f"/api/v1/searches/{sid}/trials").json()
-        assert trials["total"] == 2
-        assert {t["baseline"] for t in trials["items"]} == {"none", "randaugment-2-9"}
-        assert all(t["state"] == "WAITING" and t["role"] == "baseline" for t in trials["items"])
-        assert trials["items"][0]["policy"]["schema_version"] == 1
-    finally:
-        reconciler.leader.release()
+    assert reconciler.run_once() == 1
+    study = _study(runtime, sid)
+    assert study.user_attrs["state"] == "open"
+    assert len(study.trials) == 2  # the two baselines, waiting for a worker
+    for _ in range(2):
+        reconciler.run_once()
+    assert len(_study(runtime, sid).trials) == 2
+    search = client.get(f"/api/v1/searches/{sid}").json()
+    assert search["state"] == "running" and search["started_at"] is not None
+    assert search["progress"]["waiting"] == 2
+    assert set(search["progress"]["baselines"]) == {"none", "randaugment-2-9"}
+    trials = client.get(f"/api/v1/searches/{sid}/trials").json()
+    assert trials["total"] == 2
+    assert {t["baseline"] for t in trials["items"]} == {"none", "randaugment-2-9"}
+    assert all(t["state"] == "WAITING" and t["role"] == "baseline" for t in trials["items"])
+    assert trials["items"][0]["policy"]["schema_version"] == 1
 
 
 def test_cancel_closes_the_study_and_resume_reopens_it(
-    client: TestClient, runtime: Runtime, digits: dict[str, Any]
+    client: TestClient, runtime: Runtime, digits: dict[str, Any], reconciler: Reconciler
 ) -> None:
     sid = _launch(client, digits)
-    reconciler = Reconciler(runtime)
-    try:
-        reconciler.run_once()
-        client.post(f"/api/v1/searches/{sid}/cancel")
-        assert reconciler.run_once() == 1
-        assert _study(runtime, sid).user_attrs["state"] == "cancelled"
-        assert reconciler.run_once() == 0  # nothing left to do for it
-        assert client.get(f"/api/v1/searches/{sid}").json()["state"] == "cancelled"
-        client.post(f"/api/v1/searches/{sid}/resume")
-        reconciler.run_once()
-        assert _study(runtime, sid).user_attrs["state"] == "open"
-        assert client.get(f"/api/v1/searches/{sid}").json()["state"] == "running"
-        assert len(_study(runtime, sid).trials) == 2  # resuming enqueues nothing twice
-    finally:
-        reconciler.leader.release()
+    reconciler.run_once()
+    client.post(f"/api/v1/searches/{sid}/cancel")
+    assert reconciler.run_once() == 1
+    assert _study(runtime, sid).user_attrs["state"] == "cancelled"
+    assert reconciler.run_once() == 0  # nothing left to do for it
+    assert client.get(f"/api/v1/searches/{sid}").json()["state"] == "cancelled"
+    client.post(f"/api/v1/searches/{sid}/resume")
+    reconciler.run_once()
+    assert _study(runtime, sid).user_attrs["state"] == "open"
+    assert client.get(f"/api/v1/searches/{sid}").json()["state"] == "running"
+    assert len(_study(runtime, sid).trials) == 2  # resuming enqueues nothing twice
 
 
 def test_deleting_a_finished_search_removes_its_study(
-    client: TestClient, runtime: Runtime, digits: dict[str, Any]
+    client: TestClient, runtime: Runtime, digits: dict[str, Any], reconciler: Reconciler
 ) -> None:
     sid = _launch(client, digits)
-    reconciler = Reconciler(runtime)
-    try:
-        reconciler.run_once()
-        client.post(f"/api/v1/searches/{sid}/cancel")
-        reconciler.run_once()
-    finally:
-        reconciler.leader.release()
+    reconciler.run_once()
+    client.post(f"/api/v1/searches/{sid}/cancel")
+    reconciler.run_once()
+    reconciler.leader.release()
     assert client.delete(f"/api/v1/searches/{sid}").status_code == 204
     assert f"search-{sid}" not in optuna.get_all_study_names(runtime.storage)
 
