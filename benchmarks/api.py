@@ -26,6 +26,7 @@ import httpx
 from fastapi import FastAPI
 
 from benchmarks.report import write_section
+from search.lifecycle import make_storage
 
 
 def hello_app() -> FastAPI:
@@ -144,6 +145,9 @@ def main() -> None:
         hello = _start([*uvicorn, "benchmarks.api:hello_app", "--port", str(hello_port)], env,
                        f"http://127.0.0.1:{hello_port}/hello")  # fmt: skip
         budget = 2 * args.seconds + 30
+        # Create Optuna's tables once here: two writers racing to create them collide on
+        # Optuna's own alembic_version row (optuna#4621).
+        make_storage(db_url, heartbeat_interval=None)
         ctx = multiprocessing.get_context("spawn")
         writers = [ctx.Process(target=_writer, args=(db_url, f"writer-{i}", time.time() + budget))
                    for i in range(2)]  # fmt: skip
