@@ -4,6 +4,7 @@ assignment, bounds on numbers, per-user quotas, CORS off by default, single-user
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import pytest
@@ -48,6 +49,13 @@ def test_declared_oversized_upload_is_refused_unread(api: TestClient, accounts: 
     assert body.sent <= 64 * 1024  # at most the chunk the client had in flight
 
 
+def _run_in_fresh_loop(app: object, path: str, headers: dict[str, str], body: CountingBody) -> int:
+    """Run `_stream_post` on its own thread: an earlier test (Playwright's sync API) may leave
+    an event loop marked as running on the main thread, where `anyio.run` would refuse."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, _stream_post, app, path, headers, body).result()
+
+
 async def _stream_post(app: object, path: str, headers: dict[str, str], body: CountingBody) -> int:
     """POST ``body`` chunk by chunk straight into the ASGI app; return the status code.
 
@@ -83,7 +91,7 @@ def test_chunked_oversized_upload_is_cut_off_at_the_cap(
 ) -> None:
     body = CountingBody(chunks=64, head=MULTIPART_HEAD)  # 4 MiB, no Content-Length
     headers = {**accounts.alice, "content-type": "multipart/form-data; boundary=b"}
-    status = anyio.run(_stream_post, api.app, "/api/v1/datasets/upload", headers, body)
+    status = _run_in_fresh_loop(api.app, "/api/v1/datasets/upload", headers, body)
     assert status == 413
     assert MAX_UPLOAD < body.sent <= MAX_UPLOAD + body.chunk_size
     data_dir = api.app.state.runtime.settings.data_dir  # type: ignore[attr-defined]
@@ -93,21 +101,21 @@ def test_chunked_oversized_upload_is_cut_off_at_the_cap(
 def test_oversized_json_bodies_are_cut_off(api: TestClient, accounts: Accounts) -> None:
     body = CountingBody(chunks=64)
     headers = {**accounts.alice, "content-type": "application/json"}
-    status = anyio.run(_stream_post, api.app, "/api/v1/searches", headers, body)
+    status = _run_in_fresh_loop(api.app, "/api/v1/searches", headers, body)
     assert status == 413 and body.sent <= 1024 * 1024 + body.chunk_size
 
 
 def test_a_body_under_the_cap_streams_through(api: TestClient, accounts: Accounts) -> None:
     body = CountingBody(chunks=2)
     headers = {**accounts.alice, "content-type": "application/json"}
-    status = anyio.run(_stream_post, api.app, "/api/v1/searches", headers, body)
+    status = _run_in_fresh_loop(api.app, "/api/v1/searches", headers, body)
     assert status == 422 and body.sent == 2 * body.chunk_size  # read in full, then invalid
 
 
 def test_an_unauthenticated_upload_is_refused_before_its_body(api: TestClient) -> None:
     body = CountingBody(chunks=4)
     headers = {"content-type": "multipart/form-data; boundary=b"}
-    status = anyio.run(_stream_post, api.app, "/api/v1/datasets/upload", headers, body)
+    status = _run_in_fresh_loop(api.app, "/api/v1/datasets/upload", headers, body)
     assert status == 401 and body.sent == 0
 
 
