@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import optuna
-import safetensors.torch
 import torch
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts._protocol import ArtifactStore
@@ -29,6 +28,8 @@ from optuna.storages import BaseStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
 StudyOrTrial = Study | Trial | FrozenTrial
@@ -165,9 +166,7 @@ def save_checkpoint(
     """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.safetensors"
-        safetensors.torch.save_file(
-            _state_dict(model_or_state), str(path), metadata={"arch": card.arch}
-        )
+        save_safetensors(_state_dict(model_or_state), str(path), metadata={"arch": card.arch})
         sha = _sha256(path)
         artifact_id = optuna.artifacts.upload_artifact(
             artifact_store=artifact_store,
@@ -234,7 +233,7 @@ def load_checkpoint(
                 f"checkpoint {artifact_id!r} has sha256 {sha}, expected {expected_sha256}"
             )
         try:
-            state = safetensors.torch.load(path.read_bytes())
+            state = load_safetensors(path.read_bytes())
         except Exception as exc:
             raise CheckpointError(f"checkpoint {artifact_id!r} is not safetensors: {exc}") from exc
     return state, sha

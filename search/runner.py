@@ -18,9 +18,10 @@ from torch import nn
 from ops.policy import Policy, load_policy
 from search import lifecycle
 from search.checkpoints import load_checkpoint, load_model_card, make_artifact_store
+from search.fleet import run_worker
 from search.models import build_model
 from search.spec import SearchSpec
-from search.worker import Worker, run_worker
+from search.worker import Worker
 
 DEFAULT_DATA_DIR = Path("augsearch-data")
 

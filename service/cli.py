@@ -153,7 +153,7 @@ def worker(
         "pool": pool_options(settings),
         "max_idle": idle_exit,
     }
-    from search.worker import run_worker, run_workers
+    from search.fleet import run_worker, run_workers
 
     try:
         if gpus:

@@ -48,7 +48,7 @@ def start_worker(
     """One worker process: the real `Worker` loop with a fixed-length trial."""
     code = (
         "from search.objective import FixedLengthTrial\n"
-        "from search.worker import run_worker\n"
+        "from search.fleet import run_worker\n"
         f"run_worker({url!r}, 'cpu', {str(art)!r}, heartbeat_interval={heartbeat}, "
         f"grace_period={4 * heartbeat}, poll_interval=0.2, name={name!r}, "
         f"max_idle={max_idle}, train_fn=FixedLengthTrial({seconds}, {steps}))\n"

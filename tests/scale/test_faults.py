@@ -71,7 +71,7 @@ def test_sigterm_to_the_parent_drains_every_worker_and_exits_zero(
     code = (
         "import sys\n"
         "from search.objective import FixedLengthTrial\n"
-        "from search.worker import run_worker_processes\n"
+        "from search.fleet import run_worker_processes\n"
         f"sys.exit(run_worker_processes({pg_url!r}, ['cpu', 'cpu'], {str(tmp_path)!r}, "
         "heartbeat_interval=1, poll_interval=0.2, train_fn=FixedLengthTrial(60, 60)))\n"
     )

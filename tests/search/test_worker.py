@@ -37,7 +37,7 @@ def _spec(epochs: int) -> SearchSpec:
 
 def _start_worker(url: str, art: Path) -> subprocess.Popen[bytes]:
     code = (
-        "from search.worker import run_worker\n"
+        "from search.fleet import run_worker\n"
         f"run_worker({url!r}, 'cpu', {str(art)!r}, heartbeat_interval=1, grace_period=2, "
         "poll_interval=0.2, name='victim')\n"
     )
