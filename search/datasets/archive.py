@@ -10,6 +10,7 @@ caught. The limits are read when an archive is extracted, so an operator may low
 
 from __future__ import annotations
 
+import functools
 import gzip
 import shutil
 import stat
@@ -17,7 +18,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -84,6 +85,22 @@ def _copy_counted(src: IO[bytes], dest: Path, limit: int, name: str) -> int:
     return written
 
 
+def _write_member(
+    root: Path, name: str, is_dir: bool, size: int, open_src: Callable[[], IO[bytes] | None]
+) -> int:
+    """Create one checked member under ``root``; returns the bytes written."""
+    target = _target(root, _check_name(name))
+    if is_dir:
+        target.mkdir(parents=True, exist_ok=True)
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = open_src()
+    if src is None:
+        raise DatasetError(f"archive member {name!r} cannot be read")
+    with src:
+        return _copy_counted(src, target, size, name)
+
+
 def _target(root: Path, pure: PurePosixPath) -> Path:
     target = (root / Path(*pure.parts)).resolve()
     if not target.is_relative_to(root):
@@ -113,13 +130,8 @@ def _extract_zip(
     _check_ratio(total, size)
     written = 0
     for info in members:
-        target = _target(root, _check_name(info.filename))
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(info) as src:
-            written += _copy_counted(src, target, info.file_size, info.filename)
+        opener = functools.partial(archive.open, info)
+        written += _write_member(root, info.filename, info.is_dir(), info.file_size, opener)
         _check_budget(0, written, max_entries, max_bytes)
 
 
@@ -142,16 +154,8 @@ def _extract_tar(
         _check_budget(len(members), total, max_entries, max_bytes)
         _check_ratio(total, size)
     for member in members:
-        target = _target(root, _check_name(member.name))
-        if member.isdir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        src = archive.extractfile(member)
-        if src is None:
-            raise DatasetError(f"archive member {member.name!r} cannot be read")
-        with src:
-            _copy_counted(src, target, member.size, member.name)
+        opener = functools.partial(archive.extractfile, member)
+        _write_member(root, member.name, member.isdir(), member.size, opener)
 
 
 def extract_archive(
