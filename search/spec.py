@@ -96,6 +96,36 @@ class CoSearch(BaseModel):
         return {name: rng for name, rng in found.items() if rng is not None}
 
 
+class BaseSpace(BaseModel):
+    """Choices of the base augmentation searched with the policy (autoaugment, randaugment).
+
+    The base is applied to every image before the policy's ops: a random crop of the image
+    padded by ``crop_padding`` pixels (zeros), and a horizontal flip with probability 1/2. On
+    a small training set it is often the strongest augmentation there is; whether mirrored
+    images are still of their class depends on the data (photos yes, characters no), so both
+    are searched unless fixed here. A single choice fixes the value.
+
+    Attributes:
+        crop_padding: padding choices in pixels.
+        hflip: flip choices.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    crop_padding: list[int] = Field(default_factory=lambda: [0, 2, 4], min_length=1, max_length=8)
+    hflip: list[bool] = Field(default_factory=lambda: [False, True], min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BaseSpace:
+        if any(not 0 <= c <= 64 for c in self.crop_padding):
+            raise ValueError("crop_padding choices must lie within [0, 64] pixels")
+        if len(set(self.crop_padding)) != len(self.crop_padding) or len(set(self.hflip)) != len(
+            self.hflip
+        ):
+            raise ValueError("base_space choices must not repeat")
+        return self
+
+
 class FastAutoAugmentOptions(BaseModel):
     """Settings of the ``fast-autoaugment`` strategy (density matching).
 
@@ -133,6 +163,8 @@ class SearchSpec(BaseModel):
         parallelism: most trials of this search running at once.
         priority: higher is served first by workers.
         co_search: recipe knobs searched together with the policy.
+        base_space: choices of the base augmentation (crop padding, flip) searched with the
+            policy by the autoaugment and randaugment strategies.
         baselines: preset policies trained as baseline trials.
         fast_autoaugment: options of the fast-autoaugment strategy.
     """
@@ -154,6 +186,7 @@ class SearchSpec(BaseModel):
     parallelism: int = Field(default=4, ge=1, le=1024)
     priority: int = Field(default=0, ge=-100, le=100)
     co_search: CoSearch = Field(default_factory=CoSearch)
+    base_space: BaseSpace = Field(default_factory=BaseSpace)
     baselines: list[BaselineName] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
     fast_autoaugment: FastAutoAugmentOptions = Field(default_factory=FastAutoAugmentOptions)
 

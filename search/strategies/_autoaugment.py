@@ -75,6 +75,7 @@ class AutoAugmentStrategy(Strategy):
 
     name = "autoaugment"
     searchable = True
+    searches_base = True
 
     def policy_distributions(self) -> dict[str, BaseDistribution]:
         """Distributions of the K sub-policies."""

@@ -22,6 +22,7 @@ class RandAugmentStrategy(Strategy):
 
     name = "randaugment"
     searchable = True
+    searches_base = True
 
     def policy_distributions(self) -> dict[str, BaseDistribution]:
         """``n`` (int), ``m`` (int level) and ``m_std`` (float)."""
@@ -41,11 +42,12 @@ class RandAugmentStrategy(Strategy):
         )
 
     def grid(self) -> dict[str, list[Any]] | None:
-        """Every N, every M level and two noise levels (66 points), if no knob is co-searched."""
+        """Every N, M level, two noise levels and every base choice, if no knob is co-searched."""
         if self.co_search is not None and self.co_search.knobs():
             return None
         return {
             "n": list(range(N_RANGE[0], N_RANGE[1] + 1)),
             "m": list(range(M_LEVELS + 1)),
             "m_std": list(GRID_M_STD),
+            **self.base_grid(),
         }

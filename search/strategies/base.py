@@ -14,14 +14,17 @@ from optuna.distributions import (
 )
 from optuna.trial import BaseTrial, FrozenTrial
 
-from ops.policy import MixConfig, Policy
+from ops.policy import BaseAugment, MixConfig, Policy
 
 if TYPE_CHECKING:
-    from search.spec import CoSearch, SearchSpec
+    from search.spec import BaseSpace, CoSearch, SearchSpec
 
 #: Prefix of the co-searched recipe knobs' parameter names.
 CO_PREFIX = "co_"
 _MIX_KNOBS = ("mixup_alpha", "label_smoothing")
+#: Parameter names of the searched base augmentation (random crop with padding, mirror).
+BASE_CROP = "base_crop_padding"
+BASE_HFLIP = "base_hflip"
 
 
 class Strategy(ABC):
@@ -36,6 +39,9 @@ class Strategy(ABC):
       any Optuna sampler (random, TPE, grid, CMA-ES on numeric spaces) can drive it.
     - `policy_from_params` rebuilds from a trial's ``params`` exactly the policy `suggest`
       returned for that trial (a stored trial is enough to reproduce its policy).
+    - strategies with ``searches_base`` also draw the policy's base augmentation (random crop
+      padding ``base_crop_padding``, horizontal flip ``base_hflip``) from the spec's
+      ``base_space``; the base is often worth more than any op on a small dataset.
     - `recipe_overrides` gives the co-searched recipe knobs (e.g. ``weight_decay``) from params.
     - `grid` returns a finite grid (param -> values) where the space allows one, else None.
     - ``trains_in_search`` is False when a search trial's value is not a proxy training's
@@ -49,11 +55,15 @@ class Strategy(ABC):
     name: ClassVar[str]
     searchable: ClassVar[bool]
     trains_in_search: ClassVar[bool] = True
+    searches_base: ClassVar[bool] = False
 
     def __init__(self, spec: SearchSpec | None = None) -> None:
+        from search.spec import BaseSpace
+
         self.spec = spec
         self.num_sub_policies = spec.num_sub_policies if spec is not None else 5
         self.co_search: CoSearch | None = spec.co_search if spec is not None else None
+        self.base_space: BaseSpace = spec.base_space if spec is not None else BaseSpace()
 
     @abstractmethod
     def policy_distributions(self) -> dict[str, BaseDistribution]:
@@ -66,6 +76,9 @@ class Strategy(ABC):
     def distributions(self) -> dict[str, BaseDistribution]:
         """The whole parameter space, policy and co-searched knobs, in a fixed order."""
         space = self.policy_distributions()
+        if self.searches_base:
+            space[BASE_CROP] = CategoricalDistribution(tuple(self.base_space.crop_padding))
+            space[BASE_HFLIP] = CategoricalDistribution(tuple(self.base_space.hflip))
         if self.co_search is not None:
             for knob, rng in self.co_search.knobs().items():
                 space[CO_PREFIX + knob] = FloatDistribution(rng.low, rng.high, log=rng.log)
@@ -88,6 +101,9 @@ class Strategy(ABC):
         if missing:
             raise ValueError(f"strategy {self.name!r}: params lack {', '.join(missing)}")
         policy = self.build_policy(params)
+        if self.searches_base:
+            base = BaseAugment(crop_padding=int(params[BASE_CROP]), hflip=bool(params[BASE_HFLIP]))
+            policy = policy.model_copy(update={"base": base})
         mix = {k: float(params[CO_PREFIX + k]) for k in _MIX_KNOBS if CO_PREFIX + k in params}
         if mix:
             merged = MixConfig(**{**policy.mix.model_dump(), **mix})
@@ -102,6 +118,15 @@ class Strategy(ABC):
     def grid(self) -> dict[str, list[Any]] | None:
         """A finite grid over the whole space, or None if the space is not finite."""
         return None
+
+    def base_grid(self) -> dict[str, list[Any]]:
+        """The grid of the searched base augmentation (empty without ``searches_base``)."""
+        if not self.searches_base:
+            return {}
+        return {
+            BASE_CROP: list(self.base_space.crop_padding),
+            BASE_HFLIP: list(self.base_space.hflip),
+        }
 
     def merge(self, trials: Sequence[FrozenTrial]) -> Policy:
         """Merge complete search trials into one policy (strategies without training)."""

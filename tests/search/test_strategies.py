@@ -10,7 +10,7 @@ from ops.policy import Policy
 from search.strategies import STRATEGIES, Strategy, get_strategy
 from search.strategies._fast_autoaugment import FastAutoAugmentStrategy
 from search.strategies._randaugment import RandAugmentStrategy
-from search.strategies.base import CO_PREFIX
+from search.strategies.base import BASE_CROP, BASE_HFLIP, CO_PREFIX
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -91,7 +91,7 @@ def test_unknown_strategy_is_named() -> None:
 
 def test_autoaugment_discretises_like_the_paper() -> None:
     strategy = get_strategy("autoaugment")
-    params = {}
+    params: dict[str, object] = {BASE_CROP: 4, BASE_HFLIP: False}
     for i in range(strategy.num_sub_policies):
         for j in range(2):
             params |= {f"op_{i}_{j}": "Rotate", f"p_{i}_{j}": 7, f"m_{i}_{j}": 9}
@@ -99,6 +99,45 @@ def test_autoaugment_discretises_like_the_paper() -> None:
     assert len(policy.sub_policies) == 5
     step = policy.sub_policies[0][0]
     assert (step.op, step.p, step.magnitude) == ("Rotate", 0.7, 1.0)
+    assert (policy.base.crop_padding, policy.base.hflip) == (4, False)
+
+
+@pytest.mark.parametrize("name", ["autoaugment", "randaugment"])
+def test_base_augmentation_is_searched_within_the_spec_choices(name: str) -> None:
+    from search.spec import SearchSpec
+
+    spec = SearchSpec.model_validate(
+        {"dataset": {"source": "digits"}, "strategy": name,
+         "base_space": {"crop_padding": [1, 3], "hflip": [False]}}
+    )  # fmt: skip
+    strategy = get_strategy(name, spec)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        policy = strategy.suggest(trial)
+        assert policy.base.hflip is False
+        seen.add(policy.base.crop_padding)
+        study.tell(trial, 0.5)
+    assert seen == {1, 3}
+    assert (
+        get_strategy("fast-autoaugment", spec)
+        .distributions()
+        .keys()
+        .isdisjoint({BASE_CROP, BASE_HFLIP})
+    )
+
+
+@pytest.mark.parametrize(
+    "base_space", [{"crop_padding": [2, 2]}, {"crop_padding": [-1]}, {"hflip": []}]
+)
+def test_bad_base_space_is_refused(base_space: dict[str, object]) -> None:
+    from pydantic import ValidationError
+
+    from search.spec import SearchSpec
+
+    with pytest.raises(ValidationError):
+        SearchSpec.model_validate({"dataset": {"source": "digits"}, "base_space": base_space})
 
 
 def test_co_search_knobs_reach_policy_and_recipe() -> None:
