@@ -14,8 +14,11 @@ from service.runtime import Runtime
 from service.settings import Settings
 from service.users.auth import check_same_origin, resolve_user
 
+# The trivial dependencies are ``async def`` on purpose: FastAPI runs a plain ``def``
+# dependency in the thread pool, a thread hop per request for an attribute read.
 
-def get_runtime(request: Request) -> Runtime:
+
+async def get_runtime(request: Request) -> Runtime:
     """The resources built in the lifespan."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -24,7 +27,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     """The service settings."""
     return runtime.settings
 
