@@ -35,7 +35,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.augment
-	$(BIN)/python -m benchmarks.search_quality
+	$(BIN)/python -m benchmarks.search_quality --datasets digits --n-trials 10 --epochs 8 --final-epochs 12
+	$(BIN)/python -m benchmarks.search_quality --datasets fonts --n-trials 10 --epochs 15 --final-epochs 30
+	$(BIN)/python -m benchmarks.api --seconds 10
+	$(BIN)/python -m benchmarks.load --seconds 60 --clients 64
+	$(BIN)/python -m benchmarks.scaling --seconds 2 --per-worker 6
 
 clean:
 	rm -rf $(VENV) augsearch-data .pytest_cache .mypy_cache .ruff_cache
