@@ -14,6 +14,7 @@ complete trials plus the other flagged running ones, so with any interleaving at
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -23,10 +24,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import optuna
 from optuna.artifacts._protocol import ArtifactStore
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from ops.policy import Policy, load_policy
@@ -40,7 +43,8 @@ from search.datasets import (
 )
 from search.lifecycle import CANCELLED, FINALIZING, OPEN, role_of
 from search.spec import SearchSpec
-from search.strategies import get_strategy
+from search.storage import set_trial_params, set_trial_user_attrs
+from search.strategies import Strategy, get_strategy
 from search.trainer import TrainerRecipe, TrainResult, evaluate, train
 
 
@@ -159,30 +163,44 @@ class Objective:
         self._fold_models: dict[str, Any] = {}
 
     def __call__(self, trial: optuna.Trial) -> float:
-        """Run one trial and return its validation accuracy (or candidate score)."""
+        """Run one trial and return its validation accuracy (or candidate score).
+
+        Its attrs go out a few at a time, each batch one transaction (see
+        `search.storage.set_trial_user_attrs`): ``role`` (sampled trials), ``worker``,
+        ``device`` and ``policy`` once the policy is drawn, before the training;
+        ``duration_s`` with the end check's ``finishing`` flag, or with the ``error``.
+        """
         start = time.perf_counter()
         study = trial.study
         attrs = study.user_attrs  # one read for the spec and the state
         spec = _parse_spec(attrs["spec"])
-        user_attrs = trial.user_attrs
+        user_attrs = trial.user_attrs  # read with the trial when it started
         role = str(user_attrs.get("role", "search"))
-        if "role" not in user_attrs:  # enqueued trials carry theirs; each write is a commit
-            trial.set_user_attr("role", role)
-        trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr("device", self.device)
+        # Written with the policy; an unset role reads as "search" meanwhile.
+        pending: dict[str, Any] = {"worker": self.worker, "device": self.device}
+        if "role" not in user_attrs:  # enqueued trials carry theirs
+            pending["role"] = role
+        error: str | None = None
+        claimed = False  # the end check wrote duration_s with its flag
         try:
             self._check_start(study, trial, spec, role, attrs.get("state"))
-            value = self._run(trial, spec, role)
+            value = self._run(trial, spec, role, pending)
             if role == "search":
-                claim_budget_slot(study, trial, spec.n_trials)
+                claimed = True
+                duration = {"duration_s": round(time.perf_counter() - start, 3)}
+                claim_budget_slot(study, trial, spec.n_trials, also=duration)
             return value
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            error = f"{type(exc).__name__}: {exc}"[:2000]
             raise
         finally:
-            trial.set_user_attr("duration_s", round(time.perf_counter() - start, 3))
+            if error is not None or not claimed:
+                end = {**pending, "duration_s": round(time.perf_counter() - start, 3)}
+                if error is not None:
+                    end["error"] = error
+                set_user_attrs(trial, end)
 
     def data(self, spec: SearchSpec) -> SearchData:
         """The search's splits, decoded once per process."""
@@ -206,7 +224,9 @@ class Objective:
             return
         if state != OPEN:
             raise optuna.TrialPruned(f"search is {state}: no more search trials")
-        trials = study.get_trials(deepcopy=False)
+        # Read after this trial started, like a fresh `get_trials`; through the study's cache
+        # of this trial, so that the sampler's read of the trials (TPE) is this one.
+        trials = study._get_trials(deepcopy=False, use_cache=True)
         complete = _count(trials, TrialState.COMPLETE)
         running = sum(
             1
@@ -216,17 +236,24 @@ class Objective:
         if complete + running >= spec.n_trials:
             raise optuna.TrialPruned("budget reached: no slot for another search trial")
 
-    def _run(self, trial: optuna.Trial, spec: SearchSpec, role: str) -> float:
+    def _run(
+        self, trial: optuna.Trial, spec: SearchSpec, role: str, pending: dict[str, Any]
+    ) -> float:
+        """Draw or load the policy, write it with the ``pending`` attrs, train or score."""
         strategy = get_strategy(spec.strategy, spec)
         if role == "search":
-            policy = strategy.suggest(trial)
+            policy = suggest_together(strategy, trial)
             overrides = strategy.recipe_overrides(trial.params)
             if overrides:  # readers default to none
-                trial.set_user_attr("recipe_overrides", overrides)
+                pending["recipe_overrides"] = overrides
         else:
             policy = load_policy(trial.user_attrs["policy"])
             overrides = dict(trial.user_attrs.get("recipe_overrides") or {})
-        trial.set_user_attr("policy", policy.model_dump(mode="json"))
+        dumped = policy.model_dump(mode="json")
+        if dumped != trial.user_attrs.get("policy"):  # enqueued trials usually carry theirs
+            pending["policy"] = dumped
+        set_user_attrs(trial, pending)
+        pending.clear()
         if self.train_fn is not None:
             return float(self.train_fn(trial, role, lambda: self._raise_if_stopped(trial.study)))
         data = self.data(spec)
@@ -327,16 +354,19 @@ class Objective:
         return metrics["val_accuracy"]
 
 
-def claim_budget_slot(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> None:
+def claim_budget_slot(
+    study: optuna.Study, trial: optuna.Trial, n_trials: int, also: dict[str, Any] | None = None
+) -> None:
     """Let a finished search trial complete only if the budget has a slot left for it.
 
-    Writes the ``finishing`` flag first, then counts complete search trials plus the other
-    flagged running ones: of two racing trials the later reader always sees the other.
+    Writes the ``finishing`` flag first (with the attrs ``also``, in the same transaction),
+    then counts complete search trials plus the other flagged running ones: of two racing
+    trials the later reader always sees the other.
 
     Raises:
         optuna.TrialPruned: when the budget is already filled.
     """
-    trial.set_user_attr("finishing", True)
+    set_user_attrs(trial, {"finishing": True, **(also or {})})
     trials = study.get_trials(deepcopy=False)
     flagged = sum(
         1
@@ -348,6 +378,53 @@ def claim_budget_slot(study: optuna.Study, trial: optuna.Trial, n_trials: int) -
     )
     if _count(trials, TrialState.COMPLETE) + flagged >= n_trials:
         raise optuna.TrialPruned("budget filled by other trials while this one ran")
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """``trial.set_user_attr`` for several attrs at once (one transaction on an RDB storage)."""
+    if not attrs:
+        return
+    set_trial_user_attrs(trial.storage, trial._trial_id, attrs)
+    # What `Trial.set_user_attr` does after its write: `trial.user_attrs` reads this copy.
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def suggest_together(strategy: Strategy, trial: optuna.Trial) -> Policy:
+    """``strategy.suggest(trial)``, its params written in one transaction at the end.
+
+    Optuna writes each suggested param as it is drawn, a transaction apiece; while the
+    strategy draws, the trial's storage is a stand-in that holds the writes back (the trial
+    keeps its own copy of its params, so nothing reads them from storage meanwhile).
+    """
+    storage = trial.storage
+    held = _HeldParams(storage)
+    trial.storage = cast(BaseStorage, held)
+    try:
+        policy = strategy.suggest(trial)
+    except Exception:
+        trial.storage = storage
+        with contextlib.suppress(Exception):  # the strategy's error is the one to report
+            set_trial_params(storage, trial._trial_id, held.params)
+        raise
+    trial.storage = storage
+    set_trial_params(storage, trial._trial_id, held.params)
+    return policy
+
+
+class _HeldParams:
+    """A trial's storage that holds back its param writes (see `suggest_together`)."""
+
+    def __init__(self, storage: BaseStorage) -> None:
+        self._storage = storage
+        self.params: list[tuple[str, float, BaseDistribution]] = []
+
+    def set_trial_param(
+        self, trial_id: int, name: str, value: float, distribution: BaseDistribution
+    ) -> None:
+        self.params.append((name, value, distribution))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
 
 
 def _superseded(study: optuna.Study, trial: optuna.Trial, role: str) -> bool:

@@ -13,24 +13,34 @@ heartbeats and the retry of stale trials are configured once:
   *lease* instead: a trial system attr refreshed every heartbeat interval. `fail_stale_trials`
   fails RUNNING trials whose heartbeat (RDB) or lease (any storage) is older than the grace
   period, and re-queues them with the same params.
+- A worker writes a trial's attrs and params a batch at a time (`set_trial_user_attrs`,
+  `set_trial_params`): on an RDB storage one transaction per batch, through Optuna's own
+  RDB helpers, instead of one per key; other storages get one call per key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages._rdb import models as rdb_models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 LEASE_ATTR = "augsearch:lease"
 # Attrs that describe one run of a trial; a retry starts without them.
@@ -170,6 +180,81 @@ def make_storage(
             grace_period=grace_period,
             heartbeat_stale_trial_callback=callback,
         )
+
+
+def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Write several user attrs of a running trial, in one transaction on an RDB storage.
+
+    Optuna's storage API writes one attr per call, and on a server database each call is a
+    transaction of its own (a trial lookup, an upsert and a commit the server flushes to
+    disk); a trial's worker writes a few attrs at a time (role, worker, device and policy
+    before its training, its end flag and duration), so this writes them with one lookup and
+    one upsert (PostgreSQL, SQLite) in one transaction. Other storages (the gRPC proxy) get
+    one call per attr.
+
+    Raises:
+        optuna.exceptions.UpdateFinishedTrialError: when the trial is already finished.
+    """
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if not isinstance(backend, RDBStorage) or len(attrs) < 2:
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+    model = rdb_models.TrialUserAttributeModel
+    dialect = backend.engine.name
+    if dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0):
+        dialect = "sqlite without upsert"
+    rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        if dialect not in ("postgresql", "sqlite"):
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+            return
+        trial = rdb_models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(model).values(rows)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[model.trial_id, model.key],
+                set_={"value_json": stmt.excluded.value_json},
+            )
+        )
+
+
+def set_trial_params(
+    storage: BaseStorage, trial_id: int, params: Sequence[tuple[str, float, BaseDistribution]]
+) -> None:
+    """Write several params of a running trial (name, internal value, distribution) at once.
+
+    Like ``storage.set_trial_param`` for each (the same checks: the trial is running, each
+    distribution agrees with the study's earlier one of that name), but in one transaction
+    on an RDB storage, with the inserts sent together; other storages get one call each.
+
+    Raises:
+        optuna.exceptions.UpdateFinishedTrialError: when the trial is already finished.
+        ValueError: a distribution incompatible with the study's earlier one of its name.
+    """
+    cache = storage if isinstance(storage, _CachedStorage) else None
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if not isinstance(backend, RDBStorage) or len(params) < 2:
+        for name, value, distribution in params:
+            storage.set_trial_param(trial_id, name, value, distribution)
+        return
+    known: dict[str, BaseDistribution] = {}
+    if cache is not None:  # what `_CachedStorage.set_trial_param` checks against
+        with cache._lock:
+            study_id, _ = cache._trial_id_to_study_id_and_number[trial_id]
+            known = dict(cache._studies[study_id].param_distribution)
+    with _create_scoped_session(backend.scoped_session, True) as session, session.no_autoflush:
+        for name, value, distribution in params:
+            backend._set_trial_param_without_commit(
+                session, trial_id, name, value, distribution, known.get(name)
+            )
+    if cache is not None:
+        with cache._lock:
+            for name, _, distribution in params:
+                cache._studies[study_id].param_distribution.setdefault(name, distribution)
 
 
 def has_heartbeat(storage: BaseStorage) -> bool:

@@ -11,8 +11,10 @@ budget is enforced by this check and by `search.objective`'s start and end check
 Dispatch stays cheap as studies grow: the worker wraps its storage once in Optuna's trial
 cache (finished trials are read once per process, only unfinished and new ones each time),
 reaps stale trials of a search at most once per heartbeat interval, advances a search only
-when its current stage may be over, and rewrites its registry record only when its state
-changes or every ``REGISTER_INTERVAL_S``.
+when its current stage may be over (from the trials its pick has just read, not again after
+each trial), reads a finished trial back only to re-queue it, and rewrites its registry
+record only when its state changes or every ``REGISTER_INTERVAL_S``. Between trials it does
+not wait: ``poll_interval`` is the pause of an idle worker only.
 
 Workers register in the study ``augsearch-workers``: one user attr per worker name holding
 ``{device, host, pid, state, current_trial, trials_done, last_seen}``. Each worker writes only
@@ -185,12 +187,17 @@ class Worker:
         return self.trials_done
 
     def _serve_once(self) -> bool:
-        """Run one trial if a search has work; returns whether one ran."""
+        """Run one trial if a search has work; returns whether one ran.
+
+        The search is advanced after its trial only when this is the worker's last trial: the
+        next `pick` advances a search whose stage may be over anyway, from the reads it makes.
+        """
         search_id = self.pick()
         if search_id is None:
             self._register("idle")
             return False
-        self.run_one(search_id)
+        last = self.max_trials is not None and self.trials_done + 1 >= self.max_trials
+        self.run_one(search_id, advance=last)
         return True
 
     def _survive(self, exc: Exception, outage_s: float) -> None:
@@ -244,14 +251,32 @@ class Worker:
                 continue
             study = self.study(search_id)
             self._reap(search_id, study)
-            running = self._work(study, summary.user_attrs["state"])
+            trials = study.get_trials(deepcopy=False)
+            state = summary.user_attrs["state"]
+            running = self._work(study, state, trials)
+            if running is None and self._may_advance(study, state, trials):
+                running = self._advanced_work(study, search_id)
             if running is None:
-                if self._may_advance(study, summary.user_attrs["state"]):
-                    lifecycle.advance(self.storage, search_id)
                 continue
             priority = int(summary.user_attrs.get("priority", 0))
             candidates.append((-priority, running, summary._study_id, search_id))
         return min(candidates)[3] if candidates else None
+
+    def _advanced_work(self, study: optuna.Study, search_id: str) -> int | None:
+        """Advance a search whose stage may be over; its running trials if that gave it work.
+
+        A new stage enqueues a trial (candidate, final, a final's retry), which this worker
+        may take at once instead of after a poll interval.
+        """
+        status = lifecycle.advance(self.storage, search_id)
+        if status.state not in lifecycle.ACTIVE_STATES:
+            return None
+        by_state: Counter[str] = Counter()
+        for counts in status.counts.values():
+            by_state.update(counts)
+        if not by_state["WAITING"] or by_state["RUNNING"] >= self.spec(search_id).parallelism:
+            return None
+        return by_state["RUNNING"]
 
     def spec(self, search_id: str) -> SearchSpec:
         """The search's spec (cached: a spec never changes once the search exists)."""
@@ -271,28 +296,36 @@ class Worker:
         fail_stale_trials(study, self.max_retry)
         self._reaped_at[search_id] = now
 
-    def _may_advance(self, study: optuna.Study, state: str) -> bool:
+    def _may_advance(
+        self, study: optuna.Study, state: str, trials: Sequence[FrozenTrial] | None = None
+    ) -> bool:
         """Whether the search's stage may be over, so `lifecycle.advance` has work to do.
 
         An open search moves on only once its budget of complete search trials is spent (or
         too many failed); other states have a final trial to watch.
+
+        Args:
+            study: the search's study.
+            state: its state.
+            trials: its trials, if just read (default: read them).
         """
         if state != lifecycle.OPEN:
             return True
         search_id = study.study_name.removeprefix(lifecycle.STUDY_PREFIX)
         spec = self.spec(search_id)
-        done = Counter(
-            t.state
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-            if lifecycle.role_of(t) == "search"
-        )
+        if trials is None:
+            trials = study.get_trials(deepcopy=False)
+        done = Counter(t.state for t in trials if lifecycle.role_of(t) == "search")
         failed_limit = max(5, 2 * spec.n_trials)
         return done[TrialState.COMPLETE] >= spec.n_trials or done[TrialState.FAIL] > failed_limit
 
-    def _work(self, study: optuna.Study, state: str) -> int | None:
+    def _work(
+        self, study: optuna.Study, state: str, trials: Sequence[FrozenTrial] | None = None
+    ) -> int | None:
         """Running trials of a search if it has work for this worker, else None."""
         spec = self.spec(study.study_name.removeprefix(lifecycle.STUDY_PREFIX))
-        trials = study.get_trials(deepcopy=False)
+        if trials is None:
+            trials = study.get_trials(deepcopy=False)
         running = sum(1 for t in trials if t.state == TrialState.RUNNING)
         if running >= spec.parallelism:
             return None
@@ -304,40 +337,74 @@ class Worker:
         used = sum(1 for t in search if t.state in (TrialState.COMPLETE, TrialState.RUNNING))
         return running if used < spec.n_trials else None
 
-    def run_one(self, search_id: str) -> None:
-        """Run one trial of a search, then advance the search's lifecycle."""
+    def run_one(self, search_id: str, *, advance: bool = True) -> None:
+        """Run one trial of a search, then (``advance``) advance the search's lifecycle.
+
+        ``study.optimize`` gets no callback: Optuna would read the finished trial back for
+        it, while its outcome is known here (the trial is read only to re-queue it when it
+        failed because this worker is stopping).
+        """
         study = self.study(search_id)
+        outcome: dict[str, Any] = {}
 
         def objective(trial: optuna.Trial) -> float:
-            self._register("busy", f"{search_id}#{trial.number}")
-            if has_heartbeat(self.storage):
-                return self.objective(trial)
-            # No Optuna heartbeat through a gRPC proxy: hold a lease so reapers see a death.
-            with lease(self.storage, trial._trial_id, self.heartbeat_interval, self.grace_period):
-                return self.objective(trial)
+            return self._run_trial(search_id, trial, outcome)
 
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[self._after_trial])
+        study.optimize(objective, n_trials=1, catch=(Exception,))
         self.trials_done += 1
+        self._after_trial(study, outcome)
+        if not advance:
+            return
         # The attrs are read fresh: the trial that just ended may have changed the stage.
         state = str(self.storage.get_study_user_attrs(study._study_id).get("state"))
         if self._may_advance(study, state):
             lifecycle.advance(self.storage, search_id)
 
-    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        attrs = trial.user_attrs
+    def _run_trial(self, search_id: str, trial: optuna.Trial, outcome: dict[str, Any]) -> float:
+        """The objective of one trial; records its outcome for `_after_trial`."""
+        outcome.update(trial_id=trial._trial_id, number=trial.number, state="FAIL")
+        self._register("busy", f"{search_id}#{trial.number}")
+        start = time.perf_counter()
+        try:
+            if has_heartbeat(self.storage):
+                value = self.objective(trial)
+            else:
+                # No Optuna heartbeat through a gRPC proxy: hold a lease so reapers see a death.
+                interval, grace = self.heartbeat_interval, self.grace_period
+                with lease(self.storage, trial._trial_id, interval, grace):
+                    value = self.objective(trial)
+        except optuna.TrialPruned:
+            outcome["state"] = "PRUNED"
+            raise
+        except Exception as exc:
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            outcome["duration_s"] = time.perf_counter() - start
+            outcome["role"] = trial.user_attrs.get("role", "search")
+        # Optuna fails a trial whose value is NaN.
+        outcome.update(state="FAIL" if math.isnan(value) else "COMPLETE", value=value)
+        return value
+
+    def _after_trial(self, study: optuna.Study, outcome: dict[str, Any]) -> None:
+        if "trial_id" not in outcome:
+            return  # optimize ran no trial (its study was told to stop)
+        value = outcome.get("value")
         log.info(
             "study=%s trial=%d role=%s state=%s value=%s duration=%.1fs%s",
             study.study_name,
-            trial.number,
-            attrs.get("role", "search"),
-            trial.state.name,
-            "-" if trial.value is None else f"{trial.value:.4f}",
-            float(attrs.get("duration_s", 0.0)),
-            f" error={attrs['error']}" if "error" in attrs else "",
+            outcome["number"],
+            outcome.get("role", "search"),
+            outcome["state"],
+            "-" if value is None else f"{value:.4f}",
+            float(outcome.get("duration_s", 0.0)),
+            f" error={outcome['error'][:2000]}" if "error" in outcome else "",
         )
-        if trial.state == TrialState.FAIL and self.stop_event.is_set():
+        if outcome["state"] == "FAIL" and self.stop_event.is_set():
             # Interrupted by its worker, not by its own fault: run it again elsewhere.
-            RetryStaleTrial(self.max_retry)(study, trial)
+            trial = self.storage.get_trial(outcome["trial_id"])
+            if trial.state == TrialState.FAIL:
+                RetryStaleTrial(self.max_retry)(study, trial)
 
     def _register(
         self, state: str, current_trial: str | None = None, *, force: bool = False

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, CmaEsSampler, GridSampler, RandomSampler, TPESampler
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from search.strategies.base import Strategy
 
@@ -34,13 +34,67 @@ class _StaticSpaceCmaEsSampler(CmaEsSampler):
         return {k: d for k, d in self._static_space.items() if not d.single()}
 
 
+class _StaticSpaceTPESampler(TPESampler):
+    """Multivariate TPE over the strategy's declared space, with the constant liar.
+
+    A strategy draws its whole, static space in every search trial (the `Strategy` contract),
+    so the space is given rather than inferred: ``group=True`` would get the same single
+    group, but by decomposing the distributions of every complete trial again at each trial.
+    The baselines, candidates and finals carry no parameters and so do not enter the model,
+    as with grouping.
+
+    Two storage round trips per trial are saved, neither of which changes what the model
+    sees. The relative params are not copied into the trial's system attrs (the constant
+    liar's way of showing other workers a running trial's params before it suggests them):
+    the objective suggests every parameter right after sampling, so its params are stored a
+    few milliseconds later anyway. And the liar's running trials come from the study's
+    snapshot of the trials for this trial (taken once the trial exists, by the objective's
+    start check or by this sampler's first look) rather than from one more read of every
+    unfinished trial a moment later.
+    """
+
+    def __init__(self, space: dict[str, BaseDistribution], **kwargs: Any) -> None:
+        super().__init__(multivariate=True, constant_liar=True, **kwargs)
+        self._static_space = {k: d for k, d in sorted(space.items()) if not d.single()}
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return dict(self._static_space)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        snapshot: Any = _SnapshotStudy(study)
+        return self._sample_relative(snapshot, trial, search_space)
+
+
+class _SnapshotStudy:
+    """A study whose trials are always read from its snapshot for the current trial."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        return self._study._get_trials(deepcopy, states, use_cache=True)
+
+
 def make_sampler(spec: SearchSpec, strategy: Strategy, seed: int) -> BaseSampler:
     """The sampler the spec asks for.
 
-    TPE keeps Optuna 5's defaults (multivariate, constant liar) plus ``group=True``: baseline
-    trials carry no parameters, and without grouping the intersection space (hence the
-    multivariate model) would be empty. Its random start-up counts the baselines, since
-    Optuna counts every complete trial, so it is ``len(baselines)`` + 3..10 search trials.
+    TPE keeps Optuna 5's defaults (multivariate, constant liar) over the strategy's static
+    space (`_StaticSpaceTPESampler`): baseline trials carry no parameters, so Optuna's
+    inferred intersection space (hence the multivariate model) would be empty. Its random
+    start-up counts the baselines, since Optuna counts every complete trial, so it is
+    ``len(baselines)`` + 3..10 search trials.
 
     Raises:
         ValueError: grid over a space without a finite grid.
@@ -57,14 +111,9 @@ def make_sampler(spec: SearchSpec, strategy: Strategy, seed: int) -> BaseSampler
         return _StaticSpaceCmaEsSampler(
             strategy.distributions(), seed=seed, n_startup_trials=startup
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return TPESampler(
-            seed=seed,
-            multivariate=True,
-            group=True,
-            n_startup_trials=len(spec.baselines) + startup,
-        )
+    return _StaticSpaceTPESampler(
+        strategy.distributions(), seed=seed, n_startup_trials=len(spec.baselines) + startup
+    )
 
 
 def make_pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:

@@ -1,4 +1,6 @@
-"""Worker processes: a SIGKILLed worker's trial is failed and retried; SIGTERM stops cleanly."""
+"""Worker processes: a SIGKILLed worker's trial is failed and retried; SIGTERM stops cleanly;
+the loop runs trials back to back; a trial's attrs are written a few at a time; the worker's
+TPE saves storage reads, not model inputs."""
 
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from search import lifecycle
+from search.objective import FixedLengthTrial
 from search.spec import SearchSpec
+from search.storage import make_storage, set_trial_params, set_trial_user_attrs
+from search.strategies import get_strategy, make_sampler
 from search.worker import Worker, workers_alive
 
 pytestmark = pytest.mark.slow
@@ -57,6 +63,11 @@ def _wait_running(storage: optuna.storages.RDBStorage, search_id: str, min_epoch
     raise AssertionError("the worker never started a trial")
 
 
+def _trials(storage: optuna.storages.BaseStorage, search_id: str) -> list[FrozenTrial]:
+    study = optuna.load_study(study_name=lifecycle.study_name(search_id), storage=storage)
+    return study.get_trials(deepcopy=False)
+
+
 def test_sigkill_leaves_a_trial_that_is_failed_and_retried(tmp_path: Path) -> None:
     url, art = f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "art"
     storage = lifecycle.make_storage(url, heartbeat_interval=1, grace_period=2)
@@ -94,3 +105,88 @@ def test_sigterm_fails_the_trial_cleanly_and_exits_zero(tmp_path: Path) -> None:
     assert len(stopped.user_attrs["epochs"]) < 20
     assert retry.state == TrialState.WAITING and retry.params == stopped.params
     assert "victim" not in workers_alive(url)
+
+
+def test_a_worker_runs_trials_back_to_back_and_the_final_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    spec = SearchSpec.model_validate(
+        {"dataset": {"source": "digits"}, "strategy": "randaugment", "n_trials": 8,
+         "baselines": [], "sampler": "tpe", "pruner": "none", "parallelism": 1}
+    )  # fmt: skip
+    storage = lifecycle.make_storage(url, heartbeat_interval=5)
+    lifecycle.create_search_study(storage, "b2b", spec)
+    # A poll interval longer than the whole search: the worker waits only when it is idle.
+    worker = Worker(url, "cpu", tmp_path / "art", heartbeat_interval=5, poll_interval=30,
+                    name="b2b", train_fn=FixedLengthTrial(0.0, 2))  # fmt: skip
+    start = time.monotonic()
+    assert worker.run(max_idle=0) == 9  # 8 search trials (TPE after 3), then the final
+    assert time.monotonic() - start < 30
+    status = lifecycle.status(storage, "b2b")
+    assert status.state == "done"
+    assert status.count("search", "COMPLETE") == 8 and status.count("final", "COMPLETE") == 1
+    search = [t for t in _trials(storage, "b2b") if lifecycle.role_of(t) == "search"]
+    attrs = {"role", "worker", "device", "policy", "finishing", "duration_s"}
+    strategy = get_strategy(spec.strategy, spec)
+    for t in search:
+        assert attrs <= set(t.user_attrs), t.user_attrs
+        assert set(t.params) == set(strategy.distributions())  # written together, all there
+        policy = strategy.policy_from_params(t.params).model_dump(mode="json")
+        assert t.user_attrs["policy"] == policy
+        assert t.user_attrs["worker"] == "b2b" and sorted(t.intermediate_values) == [1, 2]
+
+
+def test_several_attrs_and_params_are_written_together_and_never_to_a_finished_trial(
+    tmp_path: Path,
+) -> None:
+    storage = optuna.storages.get_storage(
+        make_storage(f"sqlite:///{tmp_path / 'a.db'}", heartbeat_interval=None)
+    )
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    set_trial_user_attrs(storage, trial._trial_id, {"a": 1, "b": {"x": [1, 2]}})
+    set_trial_user_attrs(storage, trial._trial_id, {"a": 2, "c": "z"})
+    assert storage.get_trial(trial._trial_id).user_attrs == {"a": 2, "b": {"x": [1, 2]}, "c": "z"}
+    x, flag = FloatDistribution(0, 1), CategoricalDistribution([False, True])
+    set_trial_params(storage, trial._trial_id, [("x", 0.5, x), ("flag", 1.0, flag)])
+    assert storage.get_trial(trial._trial_id).params == {"x": 0.5, "flag": True}
+    study.tell(trial, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_trial_user_attrs(storage, trial._trial_id, {"a": 3, "d": 4})
+    other = study.ask()
+    with pytest.raises(ValueError):  # the study's "x" is a float in [0, 1]
+        set_trial_params(storage, other._trial_id, [("x", 1.0, IntDistribution(0, 3)), ("y", 0, x)])
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # group=True
+def test_the_workers_tpe_draws_what_grouped_tpe_draws() -> None:
+    # The static space and the trial snapshot save storage reads, not model inputs: with a
+    # parameterless baseline and a running trial for the constant liar, the draws are equal.
+    spec = SearchSpec.model_validate(
+        {"dataset": {"source": "digits"}, "strategy": "randaugment", "n_trials": 100,
+         "baselines": ["none"], "sampler": "tpe", "pruner": "none"}
+    )  # fmt: skip
+    strategy = get_strategy(spec.strategy, spec)
+    space = strategy.distributions()
+    startup = len(spec.baselines) + max(3, min(10, spec.n_trials // 3))
+    draws = []
+    for sampler in (
+        make_sampler(spec, strategy, seed=7),
+        optuna.samplers.TPESampler(seed=7, multivariate=True, group=True, n_startup_trials=startup),
+    ):
+        study = optuna.create_study(sampler=sampler, direction="maximize")
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+        reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for i in range(30):
+            params = reference.ask(space).params
+            study.add_trial(
+                optuna.trial.create_trial(params=params, distributions=space, value=i % 7 / 7)
+            )
+        strategy.suggest(study.ask())  # left running
+        drawn = []
+        for i in range(8):
+            trial = study.ask()
+            strategy.suggest(trial)
+            drawn.append(trial.params)
+            study.tell(trial, i / 8)
+        draws.append(drawn)
+    assert draws[0] == draws[1]
