@@ -4,8 +4,9 @@ policy route served from it."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -16,6 +17,28 @@ from ops.presets import PRESETS
 from service.db.models import PolicyRecord, Search
 from service.policies.cache import Entry, PolicyCache
 from service.runtime import Runtime
+
+
+def _run_in_own_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``scenario`` in a new event loop on its own thread.
+
+    Other tests of the suite (the browser tests' Playwright) may leave an event loop running
+    on the main thread, where ``asyncio.run`` refuses to start another.
+    """
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(scenario())
+        except BaseException as exc:  # handed to the test's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "scenario did not finish in 60 s"
+    if errors:
+        raise errors[0]
 
 
 def test_put_get_render_and_invalidate() -> None:
@@ -72,7 +95,7 @@ def test_concurrent_misses_share_one_load() -> None:
         await cache.fetch(2, 8, other)  # another dataset: its own load
         assert len(other_calls) == 1
 
-    asyncio.run(scenario())
+    _run_in_own_loop(scenario)
 
 
 def test_an_expired_entry_is_served_while_one_refresh_runs() -> None:
@@ -101,7 +124,7 @@ def test_an_expired_entry_is_served_while_one_refresh_runs() -> None:
         with pytest.raises(LookupError):
             await cache.fetch(1, 7, load)
 
-    asyncio.run(scenario())
+    _run_in_own_loop(scenario)
 
 
 def test_a_load_overtaken_by_an_invalidation_is_not_kept() -> None:
@@ -116,7 +139,7 @@ def test_a_load_overtaken_by_an_invalidation_is_not_kept() -> None:
         assert await waiter == (7, {"v": "before the write"})
         assert cache.get(1) is None
 
-    asyncio.run(scenario())
+    _run_in_own_loop(scenario)
 
 
 def test_a_rendering_of_a_replaced_payload_is_not_kept() -> None:
