@@ -21,7 +21,9 @@ from service.datasets.endpoints import router as datasets_router
 from service.deps import RuntimeDep
 from service.errors import ERROR_RESPONSES, install_error_handlers
 from service.limits import BodySizeLimit
+from service.policies.endpoints import dataset_policy
 from service.policies.endpoints import router as policies_router
+from service.policies.schemas import PolicyRead
 from service.reconciler import Reconciler
 from service.runtime import Runtime
 from service.searches.endpoints import router as searches_router
@@ -152,6 +154,16 @@ def create_app(
     )
     install_error_handlers(app)
     _install_middleware(app, settings)
+    # The hottest read, on the application's own router and first: every router included
+    # below is another nested walk (to match, then to dispatch) on each request before it.
+    app.add_api_route(
+        f"{API_PREFIX}/datasets/{{dataset_id}}/policy",
+        dataset_policy,
+        methods=["GET"],
+        response_model=PolicyRead,
+        responses=ERROR_RESPONSES,
+        tags=["datasets", "policies"],
+    )
     app.include_router(_api_router())
     app.include_router(_health_router())
     if dashboard:

@@ -16,19 +16,11 @@ from service.deps import Caller, CurrentUser, RuntimeDep, SessionDep, SettingsDe
 from service.errors import InvalidInput
 from service.ids import DatasetId
 from service.pagination import Page, PageDep
-from service.policies.endpoints import dataset_policy
-from service.policies.schemas import PolicyRead
 from service.runtime import Runtime
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
-# First, so that the hot read path is matched before any other route (see its module).
-router.add_api_route(
-    "/{dataset_id}/policy",
-    dataset_policy,
-    methods=["GET"],
-    response_model=PolicyRead,
-    tags=["policies"],
-)
+# GET /datasets/{id}/policy, the hot read path, is registered on the application itself,
+# ahead of every router (``service.app``; see ``service.policies.endpoints``).
 
 _UPLOAD_SCHEMA = {
     "requestBody": {

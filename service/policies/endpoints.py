@@ -1,9 +1,9 @@
 """HTTP routes of the policies API.
 
-``dataset_policy`` is registered on the datasets router (``service.datasets.endpoints``),
-ahead of its other routes: it is the hottest read of the service, and FastAPI tries a router's
-routes in order (walking nested routers twice, to match and then to dispatch), so every route
-tried before it costs each request.
+``dataset_policy`` (GET /api/v1/datasets/{id}/policy) is registered on the application's own
+router, ahead of every included router (``service.app.create_app``): it is the hottest read of
+the service, and FastAPI tries routes in order, walking each included router (to match, then
+again to dispatch), so every route and router tried before it costs each request.
 """
 
 from __future__ import annotations
