@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -211,7 +211,7 @@ def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str
                 backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
             return
         trial = rdb_models.TrialModel.find_or_raise_by_id(trial_id, session)
-        backend.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
+        backend.check_trial_is_updatable(trial_id, trial.state)
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         stmt = insert(model).values(rows)
         session.execute(

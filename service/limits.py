@@ -4,6 +4,12 @@ Starlette reads bodies without a limit, and the multipart parser spools a whole 
 a route sees it, so the cap has to sit in front of the application: a declared
 ``Content-Length`` over the cap is answered 413 before one byte is read, and a chunked body is
 counted as it arrives and cut off with 413 as soon as it passes the cap.
+
+A request that declares a ``Content-Length`` within the cap, or an HTTP/1.x request with
+neither ``Content-Length`` nor ``Transfer-Encoding`` (no body at all, RFC 9112 6.3: every plain
+GET), goes straight through: the HTTP server never hands the application more body than the
+framing declares, so there is nothing to count, and the hot read paths pay nothing for the
+cap. HTTP/2 and later may stream a body with neither header, so such requests are counted.
 """
 
 from __future__ import annotations
@@ -38,9 +44,12 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limits.get(scope["path"], self.default_limit)
-        declared = _content_length(scope)
+        declared, must_count = _body_framing(scope)
         if declared is not None and declared > limit:
             await _send_413(send, limit)
+            return
+        if not must_count:
+            await self.app(scope, receive, send)
             return
         received = 0
         started = False
@@ -69,14 +78,20 @@ class BodySizeLimit:
             await _send_413(send, limit)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared ``Content-Length`` (None: absent or unreadable), and whether the body must
+    be counted as it arrives (chunked, a length that cannot be read, or HTTP/2+ without one)."""
+    declared: int | None = None
+    must_count = not scope.get("http_version", "1.1").startswith("1.")
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                return None, True
+        elif name == b"transfer-encoding":
+            return declared, True
+    return declared, must_count and declared is None
 
 
 async def _send_413(send: Send, limit: int) -> None:

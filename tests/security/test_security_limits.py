@@ -49,19 +49,26 @@ def test_declared_oversized_upload_is_refused_unread(api: TestClient, accounts: 
     assert body.sent <= 64 * 1024  # at most the chunk the client had in flight
 
 
-def _run_in_fresh_loop(app: object, path: str, headers: dict[str, str], body: CountingBody) -> int:
+def _run_in_fresh_loop(
+    app: object, path: str, headers: dict[str, str], body: CountingBody, http_version: str = "1.1"
+) -> int:
     """Run `_stream_post` on its own thread: an earlier test (Playwright's sync API) may leave
     an event loop marked as running on the main thread, where `anyio.run` would refuse."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(anyio.run, _stream_post, app, path, headers, body).result()
+        return pool.submit(anyio.run, _stream_post, app, path, headers, body, http_version).result()
 
 
-async def _stream_post(app: object, path: str, headers: dict[str, str], body: CountingBody) -> int:
+async def _stream_post(
+    app: object, path: str, headers: dict[str, str], body: CountingBody, http_version: str
+) -> int:
     """POST ``body`` chunk by chunk straight into the ASGI app; return the status code.
 
-    (The test client reads a whole body before calling the app, so it cannot show when the
-    server stops reading.)
+    Over HTTP/1.1 the body is framed as uvicorn hands it on (``Transfer-Encoding: chunked``);
+    over HTTP/2 a body may stream with no framing header at all. (The test client reads a
+    whole body before calling the app, so it cannot show when the server stops reading.)
     """
+    if http_version.startswith("1."):
+        headers = {**headers, "transfer-encoding": "chunked"}
     chunks = iter(body)
     status = 0
 
@@ -77,7 +84,7 @@ async def _stream_post(app: object, path: str, headers: dict[str, str], body: Co
             status = int(message["status"])  # type: ignore[call-overload]
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": http_version, "method": "POST",
         "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
         "root_path": "", "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
@@ -98,10 +105,13 @@ def test_chunked_oversized_upload_is_cut_off_at_the_cap(
     assert list((data_dir / "uploads").iterdir()) == []
 
 
-def test_oversized_json_bodies_are_cut_off(api: TestClient, accounts: Accounts) -> None:
+@pytest.mark.parametrize("http_version", ["1.1", "2"])
+def test_oversized_json_bodies_are_cut_off(
+    api: TestClient, accounts: Accounts, http_version: str
+) -> None:
     body = CountingBody(chunks=64)
     headers = {**accounts.alice, "content-type": "application/json"}
-    status = _run_in_fresh_loop(api.app, "/api/v1/searches", headers, body)
+    status = _run_in_fresh_loop(api.app, "/api/v1/searches", headers, body, http_version)
     assert status == 413 and body.sent <= 1024 * 1024 + body.chunk_size
 
 
@@ -254,3 +264,36 @@ def test_trusted_hosts_refuse_a_rebinding_name(secure_settings: Settings) -> Non
     with TestClient(create_app(pinned, reconcile=False), base_url="http://localhost") as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers", "counted"),
+    [
+        ("1.1", [], False),  # a plain GET: no body by HTTP/1.1 framing
+        ("1.1", [(b"content-length", b"10")], False),  # the server stops at the declared length
+        ("1.1", [(b"transfer-encoding", b"chunked")], True),
+        ("1.1", [(b"content-length", b"ten")], True),
+        ("2", [], True),  # HTTP/2 may stream a body without either header
+        ("2", [(b"content-length", b"10")], False),
+    ],
+)
+def test_only_bodies_of_unknown_length_are_counted(
+    http_version: str, headers: list[tuple[bytes, bytes]], counted: bool
+) -> None:
+    from service.limits import BodySizeLimit
+
+    seen: list[object] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        seen.append(receive)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: object) -> None:
+        return None
+
+    scope = {"type": "http", "path": "/x", "http_version": http_version, "headers": headers}
+    with ThreadPoolExecutor(max_workers=1) as pool:  # a loop may run on this thread already
+        pool.submit(anyio.run, BodySizeLimit(app, 100, {}), scope, receive, send).result()
+    assert (seen[0] is not receive) is counted
