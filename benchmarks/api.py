@@ -1,7 +1,8 @@
 """API read path: GET /api/v1/datasets/{id}/policy beside a hello-world FastAPI route, both
 measured in the same run while two worker processes write trials into the same database.
 
-Run ``python -m benchmarks.api [--seconds 10] [--connections 64] [--rate R]``.
+Run ``python -m benchmarks.api [--seconds 10] [--connections 64] [--rate R]
+[--writers workers|stress] [--trial-seconds 1]``.
 
 Two measurements per route, one after the other, hello world first:
 
@@ -21,10 +22,20 @@ Two measurements per route, one after the other, hello world first:
    generator's own send lag (how late it sent against the schedule; part of the latency).
 
 Servers: one uvicorn process each (uvloop and httptools when installed), the service in
-single-user mode on a migrated SQLite database holding one dataset and its best policy. The
-writers are two Optuna processes telling trials to that database as fast as they can (the
-database traffic of workers, without the training compute), running through both
-measurements. The load generator is a raw asyncio HTTP/1.1 client in this process (an
+single-user mode on a migrated SQLite database holding one dataset and its best policy.
+
+Writers, two processes running through both measurements, in one of two modes:
+
+- ``--writers workers`` (default): two real `search.worker.Worker` loops serving a search in
+  that database with `FixedLengthTrial` trials of ``--trial-seconds`` (four steps, each
+  reporting an intermediate value and checking for cancellation like an epoch), so the
+  database sees exactly what two workers write (ask, params, attrs, reports, heartbeats,
+  tell), at the pace of trials that last ``--trial-seconds`` (1 s: a fast GPU trial), without
+  the training compute.
+- ``--writers stress``: two Optuna processes telling trials as fast as they can, a write load
+  far above any worker's; on a small machine they also take whole cores from the servers.
+
+The load generator is a raw asyncio HTTP/1.1 client in this process (an
 ``asyncio.Protocol`` per connection, one pre-built request, responses parsed by
 Content-Length, non-2xx counted as errors), on the same machine as the servers.
 """
@@ -35,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import multiprocessing
 import os
 import socket
@@ -293,7 +305,31 @@ def _seed(data_dir: Path) -> tuple[str, int]:
     return url, dataset_id
 
 
-def _writer(url: str, name: str, stop_at: float) -> None:
+WORKERS_SEARCH = "api-bench"
+
+
+def _worker_writer(url: str, name: str, stop_at: float, trial_seconds: float) -> None:
+    """A real worker loop serving the benchmark's search with fixed-length trials."""
+    import threading
+
+    import optuna
+
+    from search.objective import FixedLengthTrial
+    from search.worker import Worker
+
+    # Quiet: the trial in flight when the benchmark ends is failed by the SIGTERM handler.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("augsearch").setLevel(logging.ERROR)
+    stop = threading.Event()
+    threading.Timer(max(0.0, stop_at - time.time()), stop.set).start()
+    worker = Worker(url, artifact_store=tempfile.mkdtemp(), name=name, heartbeat_interval=10,
+                    poll_interval=0.2, search_ids=[WORKERS_SEARCH], stop_event=stop,
+                    train_fn=FixedLengthTrial(trial_seconds, 4))  # fmt: skip
+    worker.run()
+
+
+def _stress_writer(url: str, name: str, stop_at: float) -> None:
+    """Ask and tell trials in a tight loop."""
     import optuna
 
     from search.lifecycle import make_storage
@@ -306,6 +342,49 @@ def _writer(url: str, name: str, stop_at: float) -> None:
         trial = study.ask()
         trial.set_user_attr("epochs", [0.5, 0.6])
         study.tell(trial, trial.suggest_float("x", 0, 1))
+
+
+def _start_writers(
+    url: str, mode: str, stop_at: float, trial_seconds: float
+) -> list[multiprocessing.process.BaseProcess]:
+    """Two writer processes of the chosen mode, started."""
+    from search import lifecycle
+    from search.spec import SearchSpec
+
+    # Create Optuna's tables once here: two writers racing to create them collide on
+    # Optuna's own alembic_version row (optuna#4621).
+    storage = make_storage(url, heartbeat_interval=None)
+    if mode == "workers":
+        spec = SearchSpec.model_validate(
+            {"dataset": {"source": "digits"}, "strategy": "randaugment", "n_trials": 10_000,
+             "baselines": [], "pruner": "none", "parallelism": 2}
+        )  # fmt: skip
+        lifecycle.create_search_study(storage, WORKERS_SEARCH, spec)
+    ctx = multiprocessing.get_context("spawn")
+    writers = [
+        ctx.Process(target=_worker_writer, args=(url, f"writer-{i}", stop_at, trial_seconds))
+        if mode == "workers"
+        else ctx.Process(target=_stress_writer, args=(url, f"writer-{i}", stop_at))
+        for i in range(2)
+    ]
+    for w in writers:
+        w.start()
+    return writers
+
+
+def _trials_written(url: str) -> int:
+    """Finished trials in every study of the database (what the writers told)."""
+    import optuna
+
+    storage = make_storage(url, heartbeat_interval=None)
+    return sum(
+        len(
+            storage.get_all_trials(
+                s._study_id, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
+            )
+        )
+        for s in storage.get_all_studies()
+    )
 
 
 def _start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
@@ -363,6 +442,7 @@ def _report(
     rate: float,
     saturation: dict[str, tuple[Result, float | None]],
     fixed: dict[str, Result],
+    told: float,
 ) -> str:
     (h_sat, _), (p_sat, _) = saturation["hello"], saturation["policy"]
     ratio = p_sat.rate / h_sat.rate if h_sat.rate else float("nan")
@@ -371,11 +451,19 @@ def _report(
         f"{m} {'yes' if importlib.util.find_spec(m) else 'no'}" for m in ("uvloop", "httptools")
     )
     n = args.connections
+    writers = (
+        f"2 worker processes (the real worker loop, fixed-length trials of {args.trial_seconds:g}"
+        " s in four reported steps) serving a search in the service's SQLite database"
+        if args.writers == "workers"
+        else "2 stress writers telling Optuna trials to the service's SQLite database as fast "
+        "as they can"
+    )
     lines = [
-        f"{n} keep-alive connections per route, {args.seconds:g} s per measurement; 2 writer "
-        "processes telling Optuna trials to the service's SQLite database throughout. One "
-        f"uvicorn process per server ({stack}); the load generator (raw asyncio HTTP/1.1) and "
-        "the writers share the machine with the servers.",
+        f"{n} keep-alive connections per route, {args.seconds:g} s per measurement; {writers} "
+        f"throughout ({told:.1f} trials/s told while measuring). One uvicorn process per server "
+        f"({stack}); the load generator (raw asyncio HTTP/1.1) and the writers share the "
+        f"machine with the servers (load average {'/'.join(f'{v:.2f}' for v in os.getloadavg())}"
+        " at the end).",
         "",
         f"**Saturation throughput** (closed loop: each connection sends its next request when "
         f"the last one is answered). Mean latency here is {n} / requests/s by Little's law: the "
@@ -441,6 +529,15 @@ def main() -> None:
         default=None,
         help="offered req/s of the fixed-load measurement (default: half the lower saturation)",
     )
+    parser.add_argument(
+        "--writers",
+        choices=["workers", "stress"],
+        default="workers",
+        help="two real worker loops with fixed-length trials, or two tight ask/tell loops",
+    )
+    parser.add_argument(
+        "--trial-seconds", type=float, default=1.0, help="workers: the length of one trial"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
@@ -458,16 +555,11 @@ def main() -> None:
             "policy": (api, api_port, f"/api/v1/datasets/{dataset_id}/policy"),
         }
         budget = 4 * args.seconds + 60
-        # Create Optuna's tables once here: two writers racing to create them collide on
-        # Optuna's own alembic_version row (optuna#4621).
-        make_storage(db_url, heartbeat_interval=None)
-        ctx = multiprocessing.get_context("spawn")
-        writers = [ctx.Process(target=_writer, args=(db_url, f"writer-{i}", time.time() + budget))
-                   for i in range(2)]  # fmt: skip
+        writers = _start_writers(db_url, args.writers, time.time() + budget, args.trial_seconds)
         try:
-            for w in writers:
-                w.start()
-            time.sleep(3)  # let the writers get going
+            time.sleep(5)  # let the writers get going
+            told_before = _trials_written(db_url)
+            started = time.perf_counter()
             for _, port, path in servers.values():  # warm-up (fills the policy cache)
                 load(port, path, 8, 1.0, None)
             saturation = {k: _measured(p, port, path, args, None)
@@ -475,6 +567,7 @@ def main() -> None:
             rate = args.rate or 0.5 * min(r.rate for r, _ in saturation.values())
             fixed = {k: load(port, path, args.connections, args.seconds, rate)
                      for k, (_, port, path) in servers.items()}  # fmt: skip
+            told = (_trials_written(db_url) - told_before) / (time.perf_counter() - started)
         finally:
             for w in writers:
                 w.terminate()
@@ -482,12 +575,14 @@ def main() -> None:
                 proc.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
-    body = _report(args, rate, saturation, fixed)
+    body = _report(args, rate, saturation, fixed, told)
     print(body)
-    command = f"python -m benchmarks.api --seconds {args.seconds:g}"
+    command = f"python -m benchmarks.api --seconds {args.seconds:g} --writers {args.writers}"
+    if args.writers == "workers":
+        command += f" --trial-seconds {args.trial_seconds:g}"
     if args.rate:
         command += f" --rate {args.rate:g}"
-    write_section("API read path", command, body)
+    write_section(f"API read path (writers: {args.writers})", command, body)
 
 
 if __name__ == "__main__":
