@@ -18,7 +18,9 @@ throughput / (N x single-worker throughput). The dispatch overhead is what a wor
 adds to the trial: the median gap between the completions of one worker's consecutive
 trials, minus ``--seconds``. The worker counts run in turn ``--repeats`` times (so that a
 change in the machine's load hits each alike) and the medians are reported, with the range
-of the throughput. The machine's load average is recorded with the figures.
+of the throughput. The machine's load average is recorded with the figures. Workers connect
+as they do in production, with ``search.storage.WORKER_POOL`` (commits that do not wait for
+the disk); ``--durable-commits`` measures them with commits that do.
 
 Overhead: a search study is filled with complete trials shaped like a worker's (params,
 value, two intermediate values, the worker's user attrs) up to each size; then, through the
@@ -68,7 +70,7 @@ from benchmarks.report import write_section
 from search import lifecycle
 from search.objective import FixedLengthTrial, suggest_together
 from search.spec import SearchSpec
-from search.storage import make_storage
+from search.storage import WORKER_POOL, PoolOptions, make_storage
 from search.strategies import get_strategy, make_sampler
 from search.worker import Worker
 
@@ -122,11 +124,13 @@ class Run:
     cycle: float
 
 
-def _serve(url: str, name: str, search_id: str, seconds: float, gate: Any) -> None:
+def _serve(
+    url: str, name: str, search_id: str, seconds: float, gate: Any, pool: PoolOptions
+) -> None:
     """One worker loop: built, then started with the others at the gate."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     worker = Worker(url, artifact_store=tempfile.mkdtemp(), name=name, heartbeat_interval=10,
-                    poll_interval=0.05, search_ids=[search_id],
+                    poll_interval=0.05, search_ids=[search_id], pool=pool,
                     train_fn=FixedLengthTrial(seconds, 2))  # fmt: skip
     gate.wait()
     worker.run(max_idle=0.5)
@@ -135,7 +139,7 @@ def _serve(url: str, name: str, search_id: str, seconds: float, gate: Any) -> No
 
 def throughput(
     url: str, n_workers: int, per_worker: int, seconds: float, sampler: str, tag: str,
-    processes: bool = False,
+    processes: bool = False, pool: PoolOptions = WORKER_POOL,
 ) -> Run:  # fmt: skip
     """Complete search trials per second with ``n_workers`` worker loops.
 
@@ -152,7 +156,7 @@ def throughput(
     gate = ctx.Barrier(n_workers + 1) if processes else threading.Barrier(n_workers + 1)
     runner = ctx.Process if processes else threading.Thread
     loops = [
-        runner(target=_serve, args=(url, f"b{n_workers}-{i}", search_id, seconds, gate))
+        runner(target=_serve, args=(url, f"b{n_workers}-{i}", search_id, seconds, gate, pool))
         for i in range(n_workers)
     ]
     for loop in loops:
@@ -239,10 +243,10 @@ def ask_tell_ms(
     return ask, suggest, tell
 
 
-def worker_loop_ms(url: str, storage: BaseStorage, k: int) -> float:
+def worker_loop_ms(url: str, storage: BaseStorage, k: int, pool: PoolOptions) -> float:
     """Median ms of a worker's cycle over ``k`` trials of two zero-length steps."""
     worker = Worker(url, artifact_store=tempfile.mkdtemp(), name=f"overhead-{uuid.uuid4().hex[:6]}",
-                    heartbeat_interval=10, poll_interval=0.05, search_ids=["overhead"],
+                    heartbeat_interval=10, poll_interval=0.05, search_ids=["overhead"], pool=pool,
                     max_trials=WARM_UP + k, train_fn=FixedLengthTrial(0.0, 2))  # fmt: skip
     worker.run(max_idle=0.0)
     _dispose(worker.storage)
@@ -260,9 +264,9 @@ class Overhead:
     worker: float
 
 
-def overhead(url: str, sizes: list[int], k: int) -> dict[int, Overhead]:
+def overhead(url: str, sizes: list[int], k: int, pool: PoolOptions) -> dict[int, Overhead]:
     """Storage, sampler and whole-loop costs per trial at each study size."""
-    storage = optuna.storages.get_storage(make_storage(url, heartbeat_interval=None))
+    storage = optuna.storages.get_storage(make_storage(url, heartbeat_interval=None, pool=pool))
     spec = _spec(min(10_000, 2 * max(sizes)), 1)
     study = lifecycle.create_search_study(storage, "overhead", spec)
     strategy = get_strategy(spec.strategy, spec)
@@ -273,7 +277,7 @@ def overhead(url: str, sizes: list[int], k: int) -> dict[int, Overhead]:
         out[size] = Overhead(
             random=ask_tell_ms(storage, spec, optuna.samplers.RandomSampler(seed=size), k),
             tpe=ask_tell_ms(storage, spec, make_sampler(spec, strategy, seed=size), k),
-            worker=worker_loop_ms(url, storage, k),
+            worker=worker_loop_ms(url, storage, k, pool),
         )
     return out
 
@@ -317,7 +321,13 @@ def main() -> None:
     parser.add_argument("--processes", action="store_true", help="a process per worker loop")
     parser.add_argument("--sizes", default="100,1000", help="study sizes of the overhead")
     parser.add_argument("--overhead-trials", type=int, default=12, help="trials per figure")
+    parser.add_argument(
+        "--durable-commits",
+        action="store_true",
+        help="workers' commits wait for the disk (default: as workers run, they do not)",
+    )
     args = parser.parse_args()
+    pool = PoolOptions() if args.durable_commits else WORKER_POOL
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ns = [int(n) for n in args.workers.split(",")]
     sizes = [int(n) for n in args.sizes.split(",")]
@@ -327,11 +337,18 @@ def main() -> None:
         for r in range(args.repeats):  # interleaved, so that load changes hit every N alike
             for n in ns:
                 run = throughput(
-                    url, n, args.per_worker, args.seconds, args.sampler, str(r), args.processes
+                    url,
+                    n,
+                    args.per_worker,
+                    args.seconds,
+                    args.sampler,
+                    str(r),
+                    args.processes,
+                    pool,
                 )
                 runs[n].append(run)
         load_mid = _load()
-        costs = overhead(url, sizes, args.overhead_trials)
+        costs = overhead(url, sizes, args.overhead_trials, pool)
     load_after = _load()
     rates = [statistics.median(x.rate for x in runs[n]) for n in ns]
     rows = []
@@ -352,7 +369,9 @@ def main() -> None:
         [
             f"Fixed-length trials of {args.seconds:g} s (two steps), {args.per_worker} per worker,"
             f" {args.sampler.upper()} sampler, worker loops in"
-            f" {'processes' if args.processes else 'threads'}; median of {args.repeats} runs (range in brackets). Load average (1/5/15 min)"
+            f" {'processes' if args.processes else 'threads'}, commits"
+            f" {'durable (each waits for the disk)' if args.durable_commits else 'as workers make them (synchronous_commit=off: no wait for the disk)'};"
+            f" median of {args.repeats} runs (range in brackets). Load average (1/5/15 min)"
             f" of the shared machine: {load_before} before, {load_mid} after the throughput,"
             f" {load_after} at the end.\n",
             "| workers | complete trials/s | efficiency | dispatch overhead per trial |",
@@ -380,6 +399,8 @@ def main() -> None:
             cmd += f" --{flag} {getattr(args, flag)}"
     if args.processes:
         cmd += " --processes"
+    if args.durable_commits:
+        cmd += " --durable-commits"
     write_section("Dispatch scaling (PostgreSQL)", cmd, body)
 
 

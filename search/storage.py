@@ -39,6 +39,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages._rdb import models as rdb_models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -50,22 +51,35 @@ GRPC_SCHEME = "grpc://"
 
 @dataclass(frozen=True)
 class PoolOptions:
-    """Connection pool of one process on a server database (ignored for SQLite and gRPC).
+    """Database connections of one process: the pool on a server database, and commits.
 
     Every process holds at most ``pool_size + max_overflow`` connections to the database, so
     keep ``(pool_size + max_overflow) x processes`` below the server's ``max_connections``.
+    The pool options are ignored for SQLite and gRPC.
+
+    ``durable_commits=False`` lets a commit return before its write-ahead log is flushed to
+    disk (PostgreSQL ``synchronous_commit=off``; SQLite in WAL mode ``synchronous=NORMAL``):
+    a commit then costs a round trip instead of an fsync (3.6 ms on this project's benchmark
+    machine), which is most of what a worker's bookkeeping of a trial costs. Atomicity and
+    consistency are unchanged; a crash of the database server or of the machine (not of a
+    worker) can lose the last commits of a fraction of a second (PostgreSQL: at most three
+    ``wal_writer_delay``, 0.6 s by default), which for a worker means a trial left RUNNING
+    without heartbeat, failed and re-queued with the same params like any stale trial.
+    Workers use it by default (`WORKER_POOL`); the service's own records never do.
 
     Attributes:
         pool_size: connections kept open.
         max_overflow: extra connections opened under load and closed afterwards.
         pool_recycle_s: connections older than this are replaced (seconds).
         pool_timeout_s: how long a checkout waits for a free connection (seconds).
+        durable_commits: whether each commit waits for its log to reach the disk.
     """
 
     pool_size: int = 5
     max_overflow: int = 5
     pool_recycle_s: int = 1800
     pool_timeout_s: float = 30.0
+    durable_commits: bool = True
 
     def engine_kwargs(self) -> dict[str, Any]:
         """``create_engine`` arguments for a server database."""
@@ -74,13 +88,21 @@ class PoolOptions:
                 f"pool_size must be >= 1 and max_overflow >= 0, got {self.pool_size}, "
                 f"{self.max_overflow}"
             )
-        return {
+        kwargs: dict[str, Any] = {
             "pool_size": self.pool_size,
             "max_overflow": self.max_overflow,
             "pool_recycle": self.pool_recycle_s,
             "pool_timeout": self.pool_timeout_s,
             "pool_pre_ping": True,
         }
+        if not self.durable_commits:
+            # libpq's startup options: every connection of the pool starts with it.
+            kwargs["connect_args"] = {"options": "-c synchronous_commit=off"}
+        return kwargs
+
+
+# Workers' connections: commits that do not wait for the disk (see `PoolOptions`).
+WORKER_POOL = PoolOptions(durable_commits=False)
 
 
 class RetryStaleTrial:
@@ -148,7 +170,8 @@ def make_storage(
         heartbeat_interval: seconds between heartbeats of a running trial (None: none).
         grace_period: seconds without heartbeat after which a trial is stale (default 2x).
         max_retry: how many times a stale trial is re-queued with the same params.
-        pool: connection pool of a server database (default `PoolOptions()`).
+        pool: connections: pool of a server database, durable commits (default
+            `PoolOptions()`; workers pass `WORKER_POOL`).
 
     Raises:
         ValueError: for a malformed ``grpc://`` URL or pool options.
@@ -160,26 +183,41 @@ def make_storage(
             proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
         proxy.wait_server_ready(timeout=60)
         return proxy
+    pool = pool or PoolOptions()
     engine_kwargs: dict[str, Any] = {}
+    sqlite_file = False
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
-        if url.startswith("sqlite:///") and path and path != ":memory:":
+        sqlite_file = url.startswith("sqlite:///") and bool(path) and path != ":memory:"
+        if sqlite_file:
             with sqlite3.connect(path, timeout=60) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
-        engine_kwargs.update((pool or PoolOptions()).engine_kwargs())
+        engine_kwargs.update(pool.engine_kwargs())
+        if not url.startswith("postgresql"):
+            engine_kwargs.pop("connect_args", None)  # synchronous_commit is PostgreSQL's
     callback = RetryStaleTrial(max_retry) if heartbeat_interval else None
     with warnings.catch_warnings():
         # Heartbeats are marked experimental; they are what we rely on.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
+        storage = RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
             heartbeat_stale_trial_callback=callback,
         )
+    if sqlite_file and not pool.durable_commits:
+        # WAL mode with synchronous=NORMAL: commits do not fsync, checkpoints do. Set on every
+        # new connection; the ones Optuna opened while setting up are closed first.
+        event.listen(storage.engine, "connect", _sqlite_normal_sync)
+        storage.engine.dispose()
+    return storage
+
+
+def _sqlite_normal_sync(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:

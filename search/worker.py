@@ -51,6 +51,7 @@ from search.checkpoints import make_artifact_store
 from search.objective import Objective, TrainFn, worker_identity
 from search.spec import SearchSpec
 from search.storage import (
+    WORKER_POOL,
     PoolOptions,
     RetryStaleTrial,
     fail_stale_trials,
@@ -83,7 +84,8 @@ class Worker:
         max_retry: re-queues of a trial whose worker died.
         search_ids: serve only these searches (None: all).
         data_cache_dir: decoded-dataset cache folder.
-        pool: connection pool on a server database.
+        pool: database connections (default `search.storage.WORKER_POOL`: commits that do not
+            wait for the disk; pass ``PoolOptions()`` for durable ones).
         train_fn: replaces the training of each trial (see `search.objective.TrainFn`).
         stop_event: the event that stops the loop (default: a new one).
         max_outage_s: how long the storage may stay unreachable before the worker gives up.
@@ -119,7 +121,7 @@ class Worker:
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 max_retry=max_retry,
-                pool=pool,
+                pool=pool or WORKER_POOL,
             )
         )
         self.heartbeat_interval = heartbeat_interval

@@ -150,7 +150,7 @@ def worker(
         "heartbeat_interval": settings.heartbeat_interval_s,
         "poll_interval": settings.worker_poll_s,
         "data_cache_dir": str(settings.data_dir / "cache"),
-        "pool": pool_options(settings),
+        "pool": pool_options(settings, worker=True),
         "max_idle": idle_exit,
     }
     from search.fleet import run_worker, run_workers

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from search.storage import PoolOptions
 
 
-def pool_options(settings: Settings) -> PoolOptions:
-    """The connection pool of one process, as configured (Optuna storage and workers)."""
+def pool_options(settings: Settings, *, worker: bool = False) -> PoolOptions:
+    """The database connections of one process, as configured (Optuna storage, or a worker's:
+    ``worker`` applies ``worker_durable_commits``; the service's commits are always durable)."""
     from search.storage import PoolOptions
 
     return PoolOptions(
@@ -31,6 +32,7 @@ def pool_options(settings: Settings) -> PoolOptions:
         max_overflow=settings.db_max_overflow,
         pool_recycle_s=settings.db_pool_recycle_s,
         pool_timeout_s=settings.db_pool_timeout_s,
+        durable_commits=settings.worker_durable_commits if worker else True,
     )
 
 

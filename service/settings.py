@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         reconcile_interval_s: Seconds between two reconciler passes.
         heartbeat_interval_s: Optuna heartbeat interval of workers and the reconciler's storage.
         worker_poll_s: Seconds an idle worker started by the CLI waits between looks for work.
+        worker_durable_commits: Whether workers' commits wait for the disk (default no: a
+            database crash may then lose the last fraction of a second of trial writes, which
+            come back as stale trials re-queued; see ``search.storage.PoolOptions``).
         db_pool_size: Connections each process keeps open to a server database (service
             engine and Optuna storage each have a pool of this size).
         db_max_overflow: Extra connections a pool may open under load.
@@ -62,6 +65,7 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     heartbeat_interval_s: int = Field(default=30, gt=0)
     worker_poll_s: float = Field(default=2.0, gt=0)
+    worker_durable_commits: bool = False
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=5, ge=0)
     db_pool_recycle_s: int = Field(default=1800, gt=0)
