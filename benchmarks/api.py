@@ -539,6 +539,9 @@ def main() -> None:
         "--trial-seconds", type=float, default=1.0, help="workers: the length of one trial"
     )
     args = parser.parse_args()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         db_url, dataset_id = _seed(data_dir)
