@@ -36,6 +36,7 @@ from typing import Any
 import optuna
 
 from benchmarks.report import write_section
+from ops.policy import Policy
 from ops.presets import PRESETS
 from search.datasets import load_dataset
 from search.objective import split_for_search
@@ -44,6 +45,7 @@ from search.spec import DEFAULT_BASELINES, SearchSpec
 from search.trainer import evaluate, train
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+REFERENCE = "found base alone"
 
 
 def _spec(dataset: str, args: argparse.Namespace) -> SearchSpec:
@@ -75,7 +77,7 @@ def _verdict(results: dict[str, list[float]]) -> str:
     found = results["found"]
     mean = statistics.mean(found)
     se = statistics.stdev(found) / len(found) ** 0.5 if len(found) > 1 else 0.0
-    baselines = {k: statistics.mean(v) for k, v in results.items() if k != "found"}
+    baselines = {k: statistics.mean(v) for k, v in results.items() if k not in ("found", REFERENCE)}
     best = max(baselines, key=baselines.__getitem__)
     worst = min(baselines, key=baselines.__getitem__)
     median = statistics.median(baselines.values())
@@ -102,7 +104,9 @@ def _plot(dataset: str, results: dict[str, list[float]]) -> Path:
     means = [statistics.mean(results[n]) for n in names]
     ses = [statistics.stdev(results[n]) / len(results[n]) ** 0.5 for n in names]
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    colours = ["tab:green" if n == "found" else "tab:gray" for n in names]
+    colours = [
+        "tab:green" if n == "found" else "tab:blue" if n == REFERENCE else "tab:gray" for n in names
+    ]
     ax.barh(names[::-1], means[::-1], xerr=ses[::-1], color=colours[::-1], capsize=3)
     ax.set_xlim(max(0.0, min(means) - 0.1), 1.0)
     ax.set_xlabel("test accuracy (mean, 1 s.e.)")
@@ -138,6 +142,10 @@ def _bench(dataset: str, args: argparse.Namespace, workdir: Path) -> str:
     assert data.test is not None and result.policy is not None
     # Retrain on the search's reduced training set: the regime the search optimised for.
     contenders = {"found": result.policy} | {name: PRESETS[name] for name in DEFAULT_BASELINES}
+    # A reference, not a baseline of the targets: the found policy's base augmentation with no
+    # ops, which says how much of the gain the searched ops add on top of the searched base.
+    if result.policy.base != Policy(kind="none").base:
+        contenders[REFERENCE] = Policy(kind="none", base=result.policy.base)
     rows, final_s, ips = [], [], []
     results: dict[str, list[float]] = {}
     for name, policy in contenders.items():
@@ -153,15 +161,24 @@ def _bench(dataset: str, args: argparse.Namespace, workdir: Path) -> str:
         rows.append(f"| {name} | {mean:.4f} | {std:.4f} | {std / len(accs) ** 0.5:.4f} |")
     cost = search_s / statistics.mean(final_s)
     found = result.status.result or {}
+    baseline = found.get("baseline")
     chart = _plot(dataset, results)
     return (
         f"train {len(data.search_train)} / val {len(data.val)} / test {len(data.test)} images; "
         f"{args.n_trials} {args.strategy} trials of {args.epochs} epochs; final "
         f"{args.final_epochs} epochs; {args.seeds} seeds. Search picked "
-        f"`{found.get('source_role')}` {found.get('baseline') or ''}: "
+        f"`{found.get('source_role')}`{f' ({baseline})' if baseline else ''}: "
         f"`{result.policy.model_dump_json(exclude_defaults=True)}`.\n\n"
-        "| policy | test acc mean | std | s.e. |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
-        f"{_verdict(results)}\n\n![search quality on {dataset}]({chart.name})\n\n"
+        "| policy | test acc mean | std | s.e. |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\n"
+        + (
+            f"`{REFERENCE}` is a reference, not a baseline of the targets: the found policy's "
+            "base augmentation with none of its ops.\n\n"
+            if REFERENCE in results
+            else ""
+        )
+        + f"{_verdict(results)}\n\n![search quality on {dataset}]({chart.name})\n\n"
         f"Search compute {compute_cost:.1f}x one final training (images through the trainer); "
         f"wall time {search_s:.0f} s = {cost:.1f}x one final training's wall time; "
         f"{per_trial:.1f} s per trial; trainer {statistics.mean(ips):.0f} images/s "
