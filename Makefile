@@ -35,11 +35,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.augment
-	$(BIN)/python -m benchmarks.search_quality --datasets digits --n-trials 10 --epochs 8 --final-epochs 12
-	$(BIN)/python -m benchmarks.search_quality --datasets fonts --n-trials 10 --epochs 15 --final-epochs 30
+	$(BIN)/python -m benchmarks.search_quality --datasets digits --n-trials 10 --epochs 20 --final-epochs 30
+	$(BIN)/python -m benchmarks.search_quality --datasets fonts --n-trials 10 --epochs 20 --final-epochs 30
 	$(BIN)/python -m benchmarks.api --seconds 10
+	$(BIN)/python -m benchmarks.api --seconds 10 --writers stress
 	$(BIN)/python -m benchmarks.load --seconds 60 --clients 64
 	$(BIN)/python -m benchmarks.scaling --seconds 2 --per-worker 6
+	$(BIN)/python -m benchmarks.scaling --seconds 2 --per-worker 6 --threads
 
 clean:
 	rm -rf $(VENV) augsearch-data .pytest_cache .mypy_cache .ruff_cache
