@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from optuna.distributions import (
     BaseDistribution,
@@ -121,11 +121,11 @@ class Strategy(ABC):
 
     def base_grid(self) -> dict[str, list[Any]]:
         """The grid of the searched base augmentation (empty without ``searches_base``)."""
-        if not self.searches_base:
-            return {}
+        space = self.distributions()
         return {
-            BASE_CROP: list(self.base_space.crop_padding),
-            BASE_HFLIP: list(self.base_space.hflip),
+            name: list(cast(CategoricalDistribution, space[name]).choices)
+            for name in (BASE_CROP, BASE_HFLIP)
+            if name in space
         }
 
     def merge(self, trials: Sequence[FrozenTrial]) -> Policy:
