@@ -5,11 +5,12 @@ a route sees it, so the cap has to sit in front of the application: a declared
 ``Content-Length`` over the cap is answered 413 before one byte is read, and a chunked body is
 counted as it arrives and cut off with 413 as soon as it passes the cap.
 
-A request that declares a ``Content-Length`` within the cap, or an HTTP/1.x request with
-neither ``Content-Length`` nor ``Transfer-Encoding`` (no body at all, RFC 9112 6.3: every plain
-GET), goes straight through: the HTTP server never hands the application more body than the
-framing declares, so there is nothing to count, and the hot read paths pay nothing for the
-cap. HTTP/2 and later may stream a body with neither header, so such requests are counted.
+A request whose framing bounds its body goes straight through: one plain ``Content-Length``
+within the cap on HTTP/1.x or HTTP/2, or an HTTP/1.x request with neither ``Content-Length``
+nor ``Transfer-Encoding`` (no body at all, RFC 9112 6.3: every plain GET). The HTTP server
+never hands the application more body than that framing declares, so there is nothing to
+count, and the hot read paths pay nothing for the cap. Anything else (chunked, a repeated or
+malformed length, HTTP/2 without a length, an unknown protocol version) is counted.
 """
 
 from __future__ import annotations
@@ -80,18 +81,26 @@ class BodySizeLimit:
 
 def _body_framing(scope: Scope) -> tuple[int | None, bool]:
     """The declared ``Content-Length`` (None: absent or unreadable), and whether the body must
-    be counted as it arrives (chunked, a length that cannot be read, or HTTP/2+ without one)."""
+    be counted as it arrives.
+
+    Trusted to bound the body: one ``Content-Length`` of plain digits on HTTP/1.x or HTTP/2
+    (whose servers refuse a body longer than it), or, on HTTP/1.x only, the absence of both
+    ``Content-Length`` and ``Transfer-Encoding`` (no body). Everything else is counted: a
+    chunked body, a repeated or malformed length, HTTP/2 without a length, other or unknown
+    protocol versions.
+    """
+    version = scope.get("http_version")
+    http1 = isinstance(version, str) and version.startswith("1.")
     declared: int | None = None
-    must_count = not scope.get("http_version", "1.1").startswith("1.")
+    must_count = not (http1 or version == "2")
     for name, value in scope["headers"]:
         if name == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
+            if declared is not None or not value.isdigit():
                 return None, True
+            declared = int(value)
         elif name == b"transfer-encoding":
-            return declared, True
-    return declared, must_count and declared is None
+            must_count = True
+    return declared, must_count or (declared is None and not http1)
 
 
 async def _send_413(send: Send, limit: int) -> None:

@@ -273,12 +273,20 @@ def test_trusted_hosts_refuse_a_rebinding_name(secure_settings: Settings) -> Non
         ("1.1", [(b"content-length", b"10")], False),  # the server stops at the declared length
         ("1.1", [(b"transfer-encoding", b"chunked")], True),
         ("1.1", [(b"content-length", b"ten")], True),
+        ("1.0", [], False),
         ("2", [], True),  # HTTP/2 may stream a body without either header
         ("2", [(b"content-length", b"10")], False),
+        ("3", [(b"content-length", b"10")], True),  # not a protocol this cap knows
+        (None, [], True),  # no version given: counted
+        ("1.1", [(b"content-length", b"10"), (b"transfer-encoding", b"chunked")], True),
+        ("1.1", [(b"transfer-encoding", b"chunked"), (b"content-length", b"10")], True),
+        ("1.1", [(b"content-length", b"10"), (b"content-length", b"10")], True),
+        ("1.1", [(b"content-length", b"-1")], True),
+        ("1.1", [(b"content-length", b"+10")], True),
     ],
 )
 def test_only_bodies_of_unknown_length_are_counted(
-    http_version: str, headers: list[tuple[bytes, bytes]], counted: bool
+    http_version: str | None, headers: list[tuple[bytes, bytes]], counted: bool
 ) -> None:
     from service.limits import BodySizeLimit
 
@@ -293,7 +301,9 @@ def test_only_bodies_of_unknown_length_are_counted(
     async def send(message: object) -> None:
         return None
 
-    scope = {"type": "http", "path": "/x", "http_version": http_version, "headers": headers}
+    scope: dict[str, object] = {"type": "http", "path": "/x", "headers": headers}
+    if http_version is not None:
+        scope["http_version"] = http_version
     with ThreadPoolExecutor(max_workers=1) as pool:  # a loop may run on this thread already
         pool.submit(anyio.run, BodySizeLimit(app, 100, {}), scope, receive, send).result()
     assert (seen[0] is not receive) is counted
