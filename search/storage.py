@@ -58,14 +58,16 @@ class PoolOptions:
     The pool options are ignored for SQLite and gRPC.
 
     ``durable_commits=False`` lets a commit return before its write-ahead log is flushed to
-    disk (PostgreSQL ``synchronous_commit=off``; SQLite in WAL mode ``synchronous=NORMAL``):
+    disk (PostgreSQL ``synchronous_commit=off``; an SQLite file in WAL mode
+    ``synchronous=NORMAL``; other databases ignore it):
     a commit then costs a round trip instead of an fsync (3.6 ms on this project's benchmark
     machine), which is most of what a worker's bookkeeping of a trial costs. Atomicity and
     consistency are unchanged; a crash of the database server or of the machine (not of a
     worker) can lose the last commits of a fraction of a second (PostgreSQL: at most three
     ``wal_writer_delay``, 0.6 s by default), which for a worker means a trial left RUNNING
     without heartbeat, failed and re-queued with the same params like any stale trial.
-    Workers use it by default (`WORKER_POOL`); the service's own records never do.
+    Workers use it by default (`WORKER_POOL`, and the storage proxy, whose commits are the
+    workers'); the service's Optuna storage does not.
 
     Attributes:
         pool_size: connections kept open.
@@ -88,17 +90,13 @@ class PoolOptions:
                 f"pool_size must be >= 1 and max_overflow >= 0, got {self.pool_size}, "
                 f"{self.max_overflow}"
             )
-        kwargs: dict[str, Any] = {
+        return {
             "pool_size": self.pool_size,
             "max_overflow": self.max_overflow,
             "pool_recycle": self.pool_recycle_s,
             "pool_timeout": self.pool_timeout_s,
             "pool_pre_ping": True,
         }
-        if not self.durable_commits:
-            # libpq's startup options: every connection of the pool starts with it.
-            kwargs["connect_args"] = {"options": "-c synchronous_commit=off"}
-        return kwargs
 
 
 # Workers' connections: commits that do not wait for the disk (see `PoolOptions`).
@@ -195,8 +193,6 @@ def make_storage(
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs.update(pool.engine_kwargs())
-        if not url.startswith("postgresql"):
-            engine_kwargs.pop("connect_args", None)  # synchronous_commit is PostgreSQL's
     callback = RetryStaleTrial(max_retry) if heartbeat_interval else None
     with warnings.catch_warnings():
         # Heartbeats are marked experimental; they are what we rely on.
@@ -208,16 +204,24 @@ def make_storage(
             grace_period=grace_period,
             heartbeat_stale_trial_callback=callback,
         )
-    if sqlite_file and not pool.durable_commits:
-        # WAL mode with synchronous=NORMAL: commits do not fsync, checkpoints do. Set on every
-        # new connection; the ones Optuna opened while setting up are closed first.
-        event.listen(storage.engine, "connect", _sqlite_normal_sync)
+    if not pool.durable_commits and (sqlite_file or url.startswith("postgresql")):
+        # Set on every new connection of the pool (a session setting, not a startup option:
+        # the URL's own ``options`` and PgBouncer's startup checks stay as they are); the
+        # connections Optuna opened while setting up are closed first.
+        event.listen(storage.engine, "connect", _fast_commits)
         storage.engine.dispose()
     return storage
 
 
-def _sqlite_normal_sync(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+def _fast_commits(dbapi_connection: Any, _record: Any) -> None:
+    """Commits that do not wait for the disk: WAL mode's synchronous=NORMAL on SQLite (commits
+    do not fsync, checkpoints do), ``synchronous_commit=off`` on PostgreSQL."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        return
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO off")
+    dbapi_connection.commit()  # a SET inside a transaction that is rolled back is undone
 
 
 def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:
@@ -366,13 +370,17 @@ def fail_stale_trials(study: optuna.Study, max_retry: int | None = 2) -> list[in
     return sorted((before & now_failed) | set(failed))
 
 
-def run_storage_proxy(storage_url: str, host: str = "0.0.0.0", port: int = 13000) -> None:
+def run_storage_proxy(
+    storage_url: str, host: str = "0.0.0.0", port: int = 13000, pool: PoolOptions | None = None
+) -> None:
     """Serve an RDB storage to gRPC workers (blocks until the process is stopped).
 
     Args:
         storage_url: SQLAlchemy URL of the database behind the proxy.
         host: address to bind.
         port: port to bind.
+        pool: its database connections (default `WORKER_POOL`: the proxy makes the workers'
+            commits).
 
     Raises:
         ValueError: when the URL is itself a gRPC URL.
@@ -382,7 +390,9 @@ def run_storage_proxy(storage_url: str, host: str = "0.0.0.0", port: int = 13000
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # get_storage caches the storage as the proxy expects; our engine settings still apply.
-        storage = optuna.storages.get_storage(make_storage(storage_url, heartbeat_interval=None))
+        storage = optuna.storages.get_storage(
+            make_storage(storage_url, heartbeat_interval=None, pool=pool or WORKER_POOL)
+        )
         optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
 
 

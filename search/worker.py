@@ -85,7 +85,8 @@ class Worker:
         search_ids: serve only these searches (None: all).
         data_cache_dir: decoded-dataset cache folder.
         pool: database connections (default `search.storage.WORKER_POOL`: commits that do not
-            wait for the disk; pass ``PoolOptions()`` for durable ones).
+            wait for the disk). A `PoolOptions` given here decides with its own
+            ``durable_commits``, which defaults to durable.
         train_fn: replaces the training of each trial (see `search.objective.TrainFn`).
         stop_event: the event that stops the loop (default: a new one).
         max_outage_s: how long the storage may stay unreachable before the worker gives up.

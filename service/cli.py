@@ -177,11 +177,13 @@ def storage_proxy(
 ) -> None:
     """Serve the Optuna storage over gRPC to large worker fleets (``--storage grpc://...``)."""
     from search.storage import run_storage_proxy
+    from service.runtime import pool_options
 
-    url = storage or _settings().optuna_storage_url
+    settings = _settings()
+    url = storage or settings.optuna_storage_url
     console.print(f"storage proxy on {host}:{port}")
     try:
-        run_storage_proxy(url, host=host, port=port)
+        run_storage_proxy(url, host=host, port=port, pool=pool_options(settings, worker=True))
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=1) from exc

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 
 def pool_options(settings: Settings, *, worker: bool = False) -> PoolOptions:
-    """The database connections of one process, as configured (Optuna storage, or a worker's:
-    ``worker`` applies ``worker_durable_commits``; the service's commits are always durable)."""
+    """The database connections of one process, as configured (the service's Optuna storage,
+    or with ``worker`` a worker's or the storage proxy's, which apply
+    ``worker_durable_commits``; the service's own are durable)."""
     from search.storage import PoolOptions
 
     return PoolOptions(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from optuna.storages import RDBStorage
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from search.storage import WORKER_POOL, PoolOptions, make_storage
 from search.worker import Worker
@@ -37,6 +37,16 @@ def test_postgres_worker_commits_skip_the_flush_and_the_service_ones_do_not(
     assert _setting(_worker_backend(worker), show) == "off"
     durable = Worker(pg_url, artifact_store=tmp_path, heartbeat_interval=10, pool=PoolOptions())
     assert _setting(_worker_backend(durable), show) == "on"
+
+
+@pytest.mark.postgres
+def test_the_urls_own_options_are_kept(pg_url: str) -> None:
+    url = make_url(pg_url).update_query_dict({"options": "-c statement_timeout=12345"})
+    storage = make_storage(
+        url.render_as_string(hide_password=False), heartbeat_interval=None, pool=WORKER_POOL
+    )
+    assert _setting(storage, "SHOW statement_timeout") == "12345ms"
+    assert _setting(storage, "SHOW synchronous_commit") == "off"
 
 
 def test_sqlite_worker_commits_skip_the_fsync(tmp_path: Path) -> None:
