@@ -130,7 +130,9 @@ def _worker_writer(url: str, name: str, stop_at: float, trial_seconds: float) ->
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("augsearch").setLevel(logging.ERROR)
     stop = threading.Event()
-    threading.Timer(max(0.0, stop_at - time.time()), stop.set).start()
+    timer = threading.Timer(max(0.0, stop_at - time.time()), stop.set)
+    timer.daemon = True  # a SIGTERM ends the loop first; the timer must not hold the exit
+    timer.start()
     worker = Worker(url, artifact_store=tempfile.mkdtemp(), name=name, heartbeat_interval=10,
                     poll_interval=0.2, search_ids=[WORKERS_SEARCH], stop_event=stop,
                     train_fn=FixedLengthTrial(trial_seconds, 4))  # fmt: skip
@@ -383,6 +385,8 @@ def main() -> None:
         finally:
             for w in writers:
                 w.terminate()
+            for w in writers:
+                w.join(timeout=30)
             for proc in (api, hello):
                 proc.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):

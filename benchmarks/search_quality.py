@@ -144,8 +144,9 @@ def _bench(dataset: str, args: argparse.Namespace, workdir: Path) -> str:
     contenders = {"found": result.policy} | {name: PRESETS[name] for name in DEFAULT_BASELINES}
     # A reference, not a baseline of the targets: the found policy's base augmentation with no
     # ops, which says how much of the gain the searched ops add on top of the searched base.
-    if result.policy.base != Policy(kind="none").base:
-        contenders[REFERENCE] = Policy(kind="none", base=result.policy.base)
+    base_alone = Policy(kind="none", base=result.policy.base, mix=result.policy.mix)
+    if result.policy != base_alone and base_alone != PRESETS["none"]:
+        contenders[REFERENCE] = base_alone
     rows, final_s, ips = [], [], []
     results: dict[str, list[float]] = {}
     for name, policy in contenders.items():
@@ -174,7 +175,7 @@ def _bench(dataset: str, args: argparse.Namespace, workdir: Path) -> str:
         + "\n\n"
         + (
             f"`{REFERENCE}` is a reference, not a baseline of the targets: the found policy's "
-            "base augmentation with none of its ops.\n\n"
+            "base augmentation (and mixing, if any) with none of its ops.\n\n"
             if REFERENCE in results
             else ""
         )
@@ -192,9 +193,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["digits", "fonts"])
     parser.add_argument("--strategy", default="autoaugment")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--n-trials", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--final-epochs", type=int, default=8)
+    parser.add_argument("--n-trials", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--final-epochs", type=int, default=30)
     parser.add_argument("--train-size", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.1)
