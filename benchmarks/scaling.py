@@ -308,12 +308,17 @@ def _ms(parts: tuple[float, float, float]) -> str:
     return " | ".join(f"{x:.1f}" for x in parts) + f" | {sum(parts):.1f}"
 
 
+def _efficiencies(ns: list[int], rates: list[float]) -> list[float]:
+    """Throughput over N x the single worker's (from the smallest N when 1 was not run)."""
+    single = rates[ns.index(1)] if 1 in ns else rates[0] / ns[0]
+    return [rate / (n * single) for n, rate in zip(ns, rates, strict=True)]
+
+
 def _verdict(ns: list[int], rates: list[float], costs: dict[int, Overhead]) -> str:
     """The targets, checked: the lowest efficiency against one worker, and the overhead per
     trial at the largest study size (Optuna's ask + suggest + tell; the whole worker cycle,
     with the service's bookkeeping, beside it)."""
-    single = rates[ns.index(1)] if 1 in ns else rates[0] / ns[0]
-    efficiency = min(rate / (n * single) for n, rate in zip(ns, rates, strict=True))
+    efficiency = min(_efficiencies(ns, rates))
     size = max(costs)
     over = sum(costs[size].tpe)
     return (
@@ -374,13 +379,13 @@ def main() -> None:
         costs = overhead(url, sizes, args.overhead_trials, pool)
     load_after = _load()
     rates = [statistics.median(x.rate for x in runs[n]) for n in ns]
-    single = rates[ns.index(1)] if 1 in ns else rates[0] / ns[0]
+    efficiencies = _efficiencies(ns, rates)
     rows = []
-    for n, rate in zip(ns, rates, strict=True):
+    for n, rate, eff in zip(ns, rates, efficiencies, strict=True):
         low, high = min(x.rate for x in runs[n]), max(x.rate for x in runs[n])
         cycle = statistics.median(x.cycle for x in runs[n])
         rows.append(
-            f"| {n} | {rate:.3f} ({low:.3f}-{high:.3f}) | {rate / (n * single):.2f} "
+            f"| {n} | {rate:.3f} ({low:.3f}-{high:.3f}) | {eff:.2f} "
             f"| {1000 * (cycle - args.seconds):.0f} ms |"
         )
     over_rows = []
