@@ -9,8 +9,17 @@ and ``priority``; trials carry a ``role`` user attr:
 - ``candidate``: strategies whose search trials are not proxy trainings (fast-autoaugment score
   candidates by density matching) get one candidate trial that trains the merged policy like a
   baseline, so it can be compared with the baselines.
-- ``final``: the best policy (baselines included: the user wants the best policy, whatever found
-  it) retrained with the final recipe on the full training split; its checkpoint is the result.
+- ``final``: the final pick. Once the search budget is spent, the best distinct searched
+  policies and the best baselines by proxy value (``spec.final_pick``) are each retrained with
+  the final recipe on the whole training part, one ``final`` trial per contender (fixed params
+  ``final`` = contender index, ``attempt``). The served policy is the contender with the best
+  validation accuracy at that fidelity, never a proxy-only winner; the study attr ``final_pick``
+  lists the contenders, and the result records their proxy and final values and the Kendall
+  tau between the two rankings (how far the proxy could be trusted).
+
+The budget: every search trial that starts training counts (`budget_used`), pruned or not; a
+trial turned away at its start (budget full, search not open) carries the ``skipped`` attr and
+does not count.
 
 States: ``open`` -> ``finalizing`` -> ``done``; ``cancelled`` (reversible with `resume`) and
 ``failed`` (too many failed trials) are the other ends. `advance` is idempotent: it may be called
@@ -20,6 +29,7 @@ by any worker or by the service's reconciler at any time.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +47,9 @@ OPEN, FINALIZING, DONE, CANCELLED, FAILED = "open", "finalizing", "done", "cance
 STATES = (OPEN, FINALIZING, DONE, CANCELLED, FAILED)
 ACTIVE_STATES = (OPEN, FINALIZING)
 ROLES = ("baseline", "search", "candidate", "final")
+#: Trial attrs of the budget: ``budget_claim`` is written when a search trial starts to train,
+#: ``skipped`` when it is turned away before training.
+CLAIM_ATTR, SKIPPED_ATTR = "budget_claim", "skipped"
 STUDY_PREFIX = "search-"
 MAX_FINAL_ATTEMPTS = 3
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -131,6 +144,24 @@ def role_of(trial: FrozenTrial) -> str:
     return str(trial.user_attrs.get("role", "search"))
 
 
+def counts_toward_budget(trial: FrozenTrial, *, running: bool = True) -> bool:
+    """Whether a search trial used (or, running, holds) a training of the budget.
+
+    Complete and pruned search trials count unless they were turned away before training;
+    running ones count once they claimed their slot (``running`` False leaves them out).
+    """
+    if role_of(trial) != "search" or trial.user_attrs.get(SKIPPED_ATTR):
+        return False
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return running and trial.state == TrialState.RUNNING and bool(trial.user_attrs.get(CLAIM_ATTR))
+
+
+def budget_used(trials: list[FrozenTrial], *, running: bool = True) -> int:
+    """Search trainings that count towards ``n_trials`` (see `counts_toward_budget`)."""
+    return sum(1 for t in trials if counts_toward_budget(t, running=running))
+
+
 @dataclass
 class BestPolicy:
     """The best policy found so far and where it came from."""
@@ -150,7 +181,7 @@ class StudyStatus:
     Attributes:
         search_id: the search.
         state: one of `STATES`.
-        n_trials: budget of complete search trials.
+        n_trials: budget of search trainings (complete or pruned).
         counts: ``{role: {trial state name: count}}``.
         best: the best complete baseline/search/candidate trial so far.
         baselines: value of each baseline (None until it completes).
@@ -241,11 +272,13 @@ def _status(study: optuna.Study, search_id: str, trials: list[FrozenTrial]) -> S
 def advance(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     """Move a search on when its current stage is over; idempotent.
 
-    - open: once ``n_trials`` search trials are COMPLETE and no search/baseline trial is
-      running or waiting, enqueue the candidate (strategies that need one) and then ONE final
-      trial with the best policy; state becomes ``finalizing``.
-    - finalizing: once the final trial is COMPLETE, record the result and set ``done``; a
-      failed final trial is re-enqueued up to `MAX_FINAL_ATTEMPTS` times.
+    - open: once ``n_trials`` search trainings are over (complete or pruned) and no
+      search/baseline trial is running or waiting, enqueue the candidate (strategies that need
+      one) and then the final pick, one final trial per contender; state becomes
+      ``finalizing``.
+    - finalizing: once every contender's final trial is COMPLETE (or failed
+      `MAX_FINAL_ATTEMPTS` times; failures are re-enqueued), record the winner as the result
+      and set ``done``.
     """
     study = _load_plain(storage, search_id)
     spec = spec_of(study)
@@ -269,7 +302,7 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
         by_role.setdefault(role_of(t), []).append(t)
     complete = [t for t in by_role["search"] if t.state == TrialState.COMPLETE]
     failed = [t for t in by_role["search"] if t.state == TrialState.FAIL]
-    if len(complete) < spec.n_trials:
+    if budget_used(by_role["search"], running=False) < spec.n_trials:
         if len(failed) > max(5, 2 * spec.n_trials):
             return _fail(study, f"{len(failed)} search trials failed; last error: "
                          f"{failed[-1].user_attrs.get('error', 'unknown')}")  # fmt: skip
@@ -289,16 +322,63 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
             return OPEN
         if any(t.state in _UNFINISHED for t in candidates):
             return OPEN
-    best = best_policy(trials, spec)
-    if best is None:
+    contenders = final_pick(trials, spec)
+    if not contenders:
         return _fail(study, "no baseline or candidate trial completed; nothing to retrain")
-    study.set_user_attr("best", _best_attr(best))
-    _enqueue_final(study, best, attempt=0)
+    study.set_user_attr("final_pick", [_contender_attr(c) for c in contenders])
+    for index, contender in enumerate(contenders):
+        _enqueue_final(study, index, contender, attempt=0)
     study.set_user_attr("state", FINALIZING)
     return FINALIZING
 
 
-def _best_attr(best: BestPolicy) -> dict[str, Any]:
+def final_pick(trials: list[FrozenTrial], spec: SearchSpec) -> list[BestPolicy]:
+    """The contenders retrained at final fidelity: best searched policies, then best presets.
+
+    Searched policies (search trials of strategies that train, candidates of those that do
+    not) are taken by proxy value, one per distinct policy and recipe; then the baselines by
+    proxy value. Ties keep the earlier trial.
+    """
+    searched_roles = {"candidate"}
+    if get_strategy(spec.strategy, spec).trains_in_search:
+        searched_roles.add("search")
+    pools: dict[str, list[BestPolicy]] = {"searched": [], "baseline": []}
+    for t in trials:
+        if t.state != TrialState.COMPLETE or t.value is None or "policy" not in t.user_attrs:
+            continue
+        role = role_of(t)
+        pool = "baseline" if role == "baseline" else "searched" if role in searched_roles else None
+        if pool is not None:
+            pools[pool].append(_best_of(t))
+    picked: list[BestPolicy] = []
+    seen: set[str] = set()
+    for pool, limit in (
+        ("searched", spec.final_pick.candidates),
+        ("baseline", spec.final_pick.presets),
+    ):
+        taken = 0
+        for best in sorted(pools[pool], key=lambda b: (-b.value, b.trial_number)):
+            key = repr((sorted(best.policy.items()), sorted(best.recipe_overrides.items())))
+            if taken >= limit or key in seen:
+                continue
+            seen.add(key)
+            picked.append(best)
+            taken += 1
+    return picked
+
+
+def _best_of(t: FrozenTrial) -> BestPolicy:
+    return BestPolicy(
+        value=float(t.value or 0.0),
+        trial_number=t.number,
+        role=role_of(t),
+        policy=dict(t.user_attrs["policy"]),
+        baseline=t.user_attrs.get("baseline"),
+        recipe_overrides=dict(t.user_attrs.get("recipe_overrides", {})),
+    )
+
+
+def _contender_attr(best: BestPolicy) -> dict[str, Any]:
     return {
         "value": best.value,
         "trial_number": best.trial_number,
@@ -309,61 +389,116 @@ def _best_attr(best: BestPolicy) -> dict[str, Any]:
     }
 
 
-def _enqueue_final(study: optuna.Study, best: BestPolicy, attempt: int) -> None:
+def contender_label(contender: dict[str, Any]) -> str:
+    """How a contender is named to users: the preset's name, or the trial it comes from."""
+    if contender.get("baseline"):
+        return str(contender["baseline"])
+    return f"{contender.get('role', 'search')} #{contender.get('trial_number')}"
+
+
+def _enqueue_final(study: optuna.Study, index: int, contender: dict[str, Any] | BestPolicy,
+                   attempt: int) -> None:  # fmt: skip
+    c = _contender_attr(contender) if isinstance(contender, BestPolicy) else contender
     study.enqueue_trial(
-        {"final": attempt},
+        {"final": index, "attempt": attempt},
         user_attrs={
             "role": "final",
-            "policy": best.policy,
-            "source_trial": best.trial_number,
-            "source_role": best.role,
-            "baseline": best.baseline,
-            "recipe_overrides": best.recipe_overrides,
+            "contender": index,
+            "label": contender_label(c),
+            "proxy_value": c["value"],
+            "policy": c["policy"],
+            "source_trial": c["trial_number"],
+            "source_role": c["role"],
+            "baseline": c.get("baseline"),
+            "recipe_overrides": c.get("recipe_overrides", {}),
         },
         skip_if_exists=True,
     )
 
 
+def _fixed(t: FrozenTrial, name: str) -> int:
+    return int(t.system_attrs.get("fixed_params", {}).get(name, 0))
+
+
 def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:
+    contenders: list[dict[str, Any]] = list(study.user_attrs.get("final_pick", []))
     finals = [t for t in trials if role_of(t) == "final"]
-    done = [t for t in finals if t.state == TrialState.COMPLETE]
-    if done:
-        final = done[0]
-        attrs = final.user_attrs
-        study.set_user_attr(
-            "result",
-            {
-                "trial_number": final.number,
-                "accuracy": final.value,
-                "test_accuracy": attrs.get("test_accuracy"),
-                "policy": attrs["policy"],
-                "source_role": attrs.get("source_role"),
-                "baseline": attrs.get("baseline"),
-                "checkpoint": attrs.get("checkpoint"),
-                "model_card": attrs.get("model_card"),
-                "sha256": attrs.get("sha256"),
-            },
-        )
-        study.set_user_attr("state", DONE)
-        _drop_waiting(study, finals)
-        return DONE
-    if any(t.state in _UNFINISHED for t in finals):
+    done: dict[int, FrozenTrial] = {}
+    waiting = False
+    for index, contender in enumerate(contenders):
+        mine = [t for t in finals if _fixed(t, "final") == index]
+        complete = [t for t in mine if t.state == TrialState.COMPLETE]
+        if complete:
+            done[index] = complete[0]
+            continue
+        if any(t.state in _UNFINISHED for t in mine):
+            waiting = True
+            continue
+        attempts = {_fixed(t, "attempt") for t in mine}
+        if len(attempts) < MAX_FINAL_ATTEMPTS:
+            _enqueue_final(study, index, contender, attempt=max(attempts, default=-1) + 1)
+            waiting = True
+    if waiting:
         return FINALIZING
-    attempts = {int(t.system_attrs.get("fixed_params", {}).get("final", 0)) for t in finals}
-    if len(attempts) >= MAX_FINAL_ATTEMPTS:
+    if not done:
         last = finals[-1].user_attrs.get("error", "unknown") if finals else "unknown"
-        return _fail(study, f"final training failed {len(attempts)} times; last error: {last}")
-    b = study.user_attrs["best"]
-    best = BestPolicy(
-        value=b["value"],
-        trial_number=b["trial_number"],
-        role=b["role"],
-        policy=b["policy"],
-        baseline=b.get("baseline"),
-        recipe_overrides=b.get("recipe_overrides", {}),
-    )
-    _enqueue_final(study, best, attempt=max(attempts, default=-1) + 1)
-    return FINALIZING
+        return _fail(study, f"every final training failed; last error: {last}")
+    study.set_user_attr("result", _result(contenders, done))
+    study.set_user_attr("state", DONE)
+    _drop_waiting(study, finals)
+    return DONE
+
+
+def _result(contenders: list[dict[str, Any]], done: dict[int, FrozenTrial]) -> dict[str, Any]:
+    """The winner of the final pick (ties: the better proxy value) and the pick's record."""
+    index = max(done, key=lambda i: (done[i].value or 0.0, contenders[i]["value"], -i))
+    final = done[index]
+    attrs = final.user_attrs
+    rows = [
+        {
+            "label": contender_label(c),
+            "role": c["role"],
+            "trial_number": c["trial_number"],
+            "baseline": c.get("baseline"),
+            "proxy_value": c["value"],
+            "final_value": done[i].value if i in done else None,
+            "test_accuracy": done[i].user_attrs.get("test_accuracy") if i in done else None,
+            "final_trial": done[i].number if i in done else None,
+        }
+        for i, c in enumerate(contenders)
+    ]
+    proxy_best = max(range(len(contenders)), key=lambda i: (contenders[i]["value"], -i))
+    return {
+        "trial_number": final.number,
+        "accuracy": final.value,
+        "test_accuracy": attrs.get("test_accuracy"),
+        "policy": attrs["policy"],
+        "source_role": attrs.get("source_role"),
+        "baseline": attrs.get("baseline"),
+        "checkpoint": attrs.get("checkpoint"),
+        "model_card": attrs.get("model_card"),
+        "sha256": attrs.get("sha256"),
+        "final_pick": rows,
+        "proxy_winner": contender_label(contenders[proxy_best]),
+        "winner": contender_label(contenders[index]),
+        "kendall_tau": rank_agreement(
+            [r["proxy_value"] for r in rows if r["final_value"] is not None],
+            [r["final_value"] for r in rows if r["final_value"] is not None],
+        ),
+    }
+
+
+def rank_agreement(proxy: list[float], final: list[float]) -> float | None:
+    """Kendall's tau-b between proxy and final values; None below 3 pairs or when undefined.
+
+    1 means the proxy ranked the contenders as the final trainings did, -1 the reverse order.
+    """
+    if len(proxy) < 3:
+        return None
+    from scipy.stats import kendalltau
+
+    tau = float(kendalltau(proxy, final).statistic)
+    return None if math.isnan(tau) else tau
 
 
 def _drop_waiting(study: optuna.Study, trials: list[FrozenTrial]) -> None:
@@ -387,7 +522,7 @@ def resume(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     """Reopen a cancelled search; its waiting trials run and its stage is recomputed."""
     study = _load_plain(storage, search_id)
     if study.user_attrs.get("state") == CANCELLED:
-        final_enqueued = "best" in study.user_attrs
+        final_enqueued = "final_pick" in study.user_attrs
         study.set_user_attr("state", FINALIZING if final_enqueued else OPEN)
     return advance(storage, search_id)
 

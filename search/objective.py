@@ -5,11 +5,11 @@ with their policy; sampled trials are ``search``). Search trials draw their poli
 strategy, report per-epoch validation accuracy and may be pruned; baseline, candidate and final
 trials are never pruned. The final trial stores its checkpoint and model card.
 
-The budget of COMPLETE search trials is enforced here, not by a callback: a search trial is
-pruned at its start when the complete plus running ones already fill the budget, and again at
-its end unless it can claim a slot. The end check writes a ``finishing`` flag and then counts
-complete trials plus the other flagged running ones, so with any interleaving at most
-``n_trials`` search trials complete (the later of two racing trials always sees the other).
+The budget of search trainings is enforced here, not by a callback: a search trial claims its
+slot before it trains by writing the ``budget_claim`` flag and then counting the search trials
+that used or hold a slot (`lifecycle.budget_used`). Of two racing trials the later reader
+always sees the other, so with any interleaving at most ``n_trials`` search trials train; a
+trial turned away is pruned with the ``skipped`` attr and does not count.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, NoReturn, Protocol, cast
 
 import optuna
 from optuna.artifacts._protocol import ArtifactStore
@@ -36,15 +36,25 @@ from ops.policy import Policy, load_policy
 from search.checkpoints import ModelCard, save_checkpoint, save_model_card
 from search.datasets import (
     ImageDataset,
+    fixed_splits,
     group_split,
     load_dataset,
     stratified_split,
     stratified_subset,
 )
-from search.lifecycle import CANCELLED, FINALIZING, OPEN, role_of
+from search.lifecycle import (
+    CANCELLED,
+    CLAIM_ATTR,
+    FINALIZING,
+    OPEN,
+    SKIPPED_ATTR,
+    budget_used,
+    role_of,
+)
 from search.spec import SearchSpec
 from search.storage import set_trial_params, set_trial_user_attrs
 from search.strategies import Strategy, get_strategy
+from search.strategies.samplers import CHANCE_ATTR, PLANNED_EPOCHS_ATTR
 from search.trainer import TrainerRecipe, TrainResult, evaluate, train
 
 
@@ -87,7 +97,11 @@ class FixedLengthTrial:
 
 @dataclass
 class SearchData:
-    """The splits of one search: reduced training set, validation, full training, held-out."""
+    """The splits of one search: reduced training set, validation, full training, held-out.
+
+    ``val`` and ``test`` are the user's own parts when the dataset fixes them (``ds.splits``);
+    ``test`` is only read by the final trial, so nothing in the search sees it.
+    """
 
     search_train: ImageDataset
     val: ImageDataset
@@ -96,30 +110,37 @@ class SearchData:
 
 
 def split_for_search(ds: ImageDataset, spec: SearchSpec) -> SearchData:
-    """Split a dataset as the spec asks.
+    """Split a dataset as the spec asks, keeping the parts the user fixed.
 
-    The held-out part is taken first, then validation from the rest. When the dataset has
-    groups (e.g. typefaces) both are split by whole groups: the test holds unseen groups, and so
-    does validation, so the search scores policies by how well they generalise to a group the
-    training never saw -- the shift the test measures. Search trials train on a ``train_size``
-    subset of the training part, the final training on all of it.
+    Parts the user fixed (``train/``, ``val/``, ``test/`` folders, a manifest's ``split``
+    column) are used as given: the user says what shift validation measures, and a test part
+    is the held-out split. A part not given is drawn from the training part: the held-out part
+    first (``holdout_fraction``), then validation. When the dataset has groups (typefaces, a
+    manifest's ``group`` column) drawn parts hold whole groups: the test holds unseen groups,
+    and so does validation, so the search scores policies by how well they generalise to a
+    group the training never saw -- the shift the test measures. Search trials train on a
+    ``train_size`` subset of the training part, the final training on all of it.
     """
-    test: ImageDataset | None = None
-    rest = ds
+    train, val, test = fixed_splits(ds)
     grouped = ds.groups is not None and len(ds.group_names) >= 3
-    if spec.holdout_fraction > 0:
-        if grouped:
-            rest, test = group_split(ds, test_fraction=spec.holdout_fraction, seed=spec.seed)
+
+    def groups_in(part: ImageDataset) -> int:
+        return 0 if part.groups is None else len(set(part.groups.tolist()))
+
+    if test is None and spec.holdout_fraction > 0:
+        if grouped and groups_in(train) >= 3:  # two groups at least are left for validation
+            train, test = group_split(train, test_fraction=spec.holdout_fraction, seed=spec.seed)
         else:
-            rest, test = stratified_split(ds, spec.holdout_fraction, seed=spec.seed + 1)
-    if grouped and rest.groups is not None and len(set(rest.groups.tolist())) >= 2:
-        final_train, val = group_split(rest, test_fraction=spec.val_fraction, seed=spec.seed + 2)
-    else:
-        final_train, val = stratified_split(rest, spec.val_fraction, seed=spec.seed)
-    search_train = final_train
-    if spec.train_size is not None and spec.train_size < len(final_train):
-        search_train = stratified_subset(final_train, spec.train_size, spec.seed)
-    return SearchData(search_train, val, final_train, test)
+            train, test = stratified_split(train, spec.holdout_fraction, seed=spec.seed + 1)
+    if val is None:
+        if grouped and groups_in(train) >= 2:
+            train, val = group_split(train, test_fraction=spec.val_fraction, seed=spec.seed + 2)
+        else:
+            train, val = stratified_split(train, spec.val_fraction, seed=spec.seed)
+    search_train = train
+    if spec.train_size is not None and spec.train_size < len(train):
+        search_train = stratified_subset(train, spec.train_size, spec.seed)
+    return SearchData(search_train, val, train, test)
 
 
 def worker_identity() -> str:
@@ -167,8 +188,9 @@ class Objective:
 
         Its attrs go out a few at a time, each batch one transaction (see
         `search.storage.set_trial_user_attrs`): ``role`` (sampled trials), ``worker``,
-        ``device`` and ``policy`` once the policy is drawn, before the training;
-        ``duration_s`` with the end check's ``finishing`` flag, or with the ``error``.
+        ``device``, ``policy``, the ``recipe`` fixed for the data, ``planned_epochs`` and
+        ``chance`` once the policy is drawn, before the training; ``duration_s`` at the end,
+        with the ``error`` if there is one.
         """
         start = time.perf_counter()
         study = trial.study
@@ -181,26 +203,19 @@ class Objective:
         if "role" not in user_attrs:  # enqueued trials carry theirs
             pending["role"] = role
         error: str | None = None
-        claimed = False  # the end check wrote duration_s with its flag
         try:
             self._check_start(study, trial, spec, role, attrs.get("state"))
-            value = self._run(trial, spec, role, pending)
-            if role == "search":
-                claimed = True
-                duration = {"duration_s": round(time.perf_counter() - start, 3)}
-                claim_budget_slot(study, trial, spec.n_trials, also=duration)
-            return value
+            return self._run(trial, spec, role, pending)
         except optuna.TrialPruned:
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             raise
         finally:
-            if error is not None or not claimed:
-                end = {**pending, "duration_s": round(time.perf_counter() - start, 3)}
-                if error is not None:
-                    end["error"] = error
-                set_user_attrs(trial, end)
+            end = {**pending, "duration_s": round(time.perf_counter() - start, 3)}
+            if error is not None:
+                end["error"] = error
+            set_user_attrs(trial, end)
 
     def data(self, spec: SearchSpec) -> SearchData:
         """The search's splits, decoded once per process."""
@@ -223,18 +238,8 @@ class Objective:
         if role != "search":
             return
         if state != OPEN:
-            raise optuna.TrialPruned(f"search is {state}: no more search trials")
-        # Read after this trial started, like a fresh `get_trials`; through the study's cache
-        # of this trial, so that the sampler's read of the trials (TPE) is this one.
-        trials = study._get_trials(deepcopy=False, use_cache=True)
-        complete = _count(trials, TrialState.COMPLETE)
-        running = sum(
-            1
-            for t in trials
-            if t.number != trial.number and t.state == TrialState.RUNNING and role_of(t) == "search"
-        )
-        if complete + running >= spec.n_trials:
-            raise optuna.TrialPruned("budget reached: no slot for another search trial")
+            skip(trial, f"search is {state}: no more search trials")
+        claim_budget_slot(study, trial, spec.n_trials)
 
     def _run(
         self, trial: optuna.Trial, spec: SearchSpec, role: str, pending: dict[str, Any]
@@ -252,16 +257,26 @@ class Objective:
         dumped = policy.model_dump(mode="json")
         if dumped != trial.user_attrs.get("policy"):  # enqueued trials usually carry theirs
             pending["policy"] = dumped
-        set_user_attrs(trial, pending)
-        pending.clear()
         if self.train_fn is not None:
+            set_user_attrs(trial, pending)
+            pending.clear()
             return float(self.train_fn(trial, role, lambda: self._raise_if_stopped(trial.study)))
         data = self.data(spec)
-        if role == "search" and not strategy.trains_in_search:
+        scores = role == "search" and not strategy.trains_in_search
+        train_set = data.final_train if role == "final" else data.search_train
+        recipe = _recipe(spec.final if role == "final" else spec.recipe, overrides)
+        recipe = recipe.for_size(len(train_set))
+        if not scores:
+            pending["recipe"] = recipe.model_dump(mode="json", exclude_defaults=True)
+            pending[PLANNED_EPOCHS_ATTR] = recipe.epochs
+            pending[CHANCE_ATTR] = 1.0 / max(1, train_set.num_classes)
+        set_user_attrs(trial, pending)
+        pending.clear()
+        if scores:
             return self._score_candidate(trial, spec, policy, data)
         if role == "final":
-            return self._final(trial, spec, policy, _recipe(spec.final, overrides), data)
-        result = self._train(trial, spec, policy, _recipe(spec.recipe, overrides), data, role)
+            return self._final(trial, spec, policy, recipe, data)
+        result = self._train(trial, spec, policy, recipe, data, role)
         return float(result.metrics["val_accuracy"])
 
     def _score_candidate(
@@ -305,7 +320,7 @@ class Objective:
                 # Finals train longer with another recipe: their curves would skew the pruner.
                 trial.report(accuracy, epoch)
             # Pruning at the last epoch would save nothing and waste the finished training.
-            if role == "search" and epoch < recipe.epochs and trial.should_prune():
+            if role == "search" and epoch < (recipe.epochs or 0) and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}: {accuracy:.4f}")
             self._raise_if_stopped(trial.study)
 
@@ -354,30 +369,28 @@ class Objective:
         return metrics["val_accuracy"]
 
 
-def claim_budget_slot(
-    study: optuna.Study, trial: optuna.Trial, n_trials: int, also: dict[str, Any] | None = None
-) -> None:
-    """Let a finished search trial complete only if the budget has a slot left for it.
+def claim_budget_slot(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> None:
+    """Let a search trial train only if the budget of trainings has a slot left for it.
 
-    Writes the ``finishing`` flag first (with the attrs ``also``, in the same transaction),
-    then counts complete search trials plus the other flagged running ones: of two racing
-    trials the later reader always sees the other.
+    Writes the ``budget_claim`` flag first, then counts (in a fresh read) the other search
+    trials that trained or hold a claim: of two racing trials the later reader always sees
+    the other, so at most ``n_trials`` train. Both may see each other and step back, which
+    leaves the slot to a later trial.
 
     Raises:
-        optuna.TrialPruned: when the budget is already filled.
+        optuna.TrialPruned: when the budget is already filled (the trial is marked skipped).
     """
-    set_user_attrs(trial, {"finishing": True, **(also or {})})
-    trials = study.get_trials(deepcopy=False)
-    flagged = sum(
-        1
-        for t in trials
-        if t.number != trial.number
-        and t.state == TrialState.RUNNING
-        and role_of(t) == "search"
-        and t.user_attrs.get("finishing")
-    )
-    if _count(trials, TrialState.COMPLETE) + flagged >= n_trials:
-        raise optuna.TrialPruned("budget filled by other trials while this one ran")
+    set_user_attrs(trial, {CLAIM_ATTR: True})
+    trials = study._get_trials(deepcopy=False, use_cache=False)
+    used = budget_used([t for t in trials if t.number != trial.number])
+    if used >= n_trials:
+        skip(trial, "budget reached: no slot for another search trial")
+
+
+def skip(trial: optuna.Trial, reason: str) -> NoReturn:
+    """Turn a search trial away before it trains: it will not count towards the budget."""
+    set_user_attrs(trial, {SKIPPED_ATTR: reason, CLAIM_ATTR: False})
+    raise optuna.TrialPruned(reason)
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
@@ -447,7 +460,3 @@ def _superseded(study: optuna.Study, trial: optuna.Trial, role: str) -> bool:
 def _parse_spec(text: str) -> SearchSpec:
     """The spec of a study's ``spec`` attr, parsed once per distinct text (specs never change)."""
     return SearchSpec.model_validate_json(text)
-
-
-def _count(trials: list[FrozenTrial], state: TrialState) -> int:
-    return sum(1 for t in trials if t.state == state and role_of(t) == "search")

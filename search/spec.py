@@ -36,6 +36,7 @@ DEFAULT_BASELINES: tuple[BaselineName, ...] = (
 # Strategies whose search space has categorical parameters, which CMA-ES cannot model.
 _CATEGORICAL_STRATEGIES = frozenset({"autoaugment", "fast-autoaugment"})
 _SEARCHABLE = frozenset({"autoaugment", "randaugment", "fast-autoaugment"})
+#: The final recipe, unless given, trains this many times longer than the trial recipe.
 FINAL_EPOCHS_FACTOR = 3
 
 
@@ -140,25 +141,57 @@ class FastAutoAugmentOptions(BaseModel):
     top_n: int = Field(default=3, ge=1, le=50)
 
 
+class FinalPick(BaseModel):
+    """Which policies are retrained at final fidelity before the answer is chosen.
+
+    The search's proxy is short and (by default) uses a reduced training set, so its ranking
+    is biased towards policies that learn fast. The ``candidates`` best distinct searched
+    policies and the ``presets`` best baselines (by proxy value) are each retrained with the
+    final recipe on the whole training part; the served policy is the one with the best
+    validation accuracy of those trainings, and the rank agreement of proxy and final values
+    (Kendall tau) is recorded.
+
+    Attributes:
+        candidates: searched policies retrained (0 keeps only presets).
+        presets: baselines retrained.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    candidates: int = Field(default=2, ge=0, le=10)
+    presets: int = Field(default=2, ge=0, le=len(DEFAULT_BASELINES))
+
+    @property
+    def size(self) -> int:
+        """Most final trainings of a search."""
+        return self.candidates + self.presets
+
+
 class SearchSpec(BaseModel):
     """Everything that defines a search.
 
     Attributes:
         dataset: where the images come from.
         strategy: the search space (``trivialaugment`` and ``none`` evaluate one fixed policy).
-        n_trials: budget of COMPLETE search trials; baselines and the final training come on
-            top. Pruned and failed trials do not count, so the search runs until ``n_trials``
-            trials have completed.
+        n_trials: budget of search trainings: every search trial that starts training counts,
+            whether it completes or is pruned, so a search always ends. Baselines and the
+            final pick come on top (``len(baselines) + n_trials + final_pick.size`` trainings
+            at most; a failed trial is retried, and more than ``max(5, 2 * n_trials)``
+            failures fail the search).
         num_sub_policies: K, sub-policies per candidate (autoaugment, fast-autoaugment).
-        recipe: trainer recipe of search and baseline trials.
-        final_recipe: recipe of the final training; defaults to ``recipe`` with
-            ``FINAL_EPOCHS_FACTOR`` times the epochs.
+        recipe: trainer recipe of search and baseline trials (batch size and epochs derived
+            from the data unless given, see `TrainerRecipe.for_size`).
+        final_recipe: recipe of the final pick's trainings on the whole training part;
+            defaults to ``recipe`` trained ``FINAL_EPOCHS_FACTOR`` times longer.
+        final_pick: how many searched policies and presets are retrained at final fidelity.
         val_fraction: share of the (non-held-out) data used for validation.
         train_size: size of the reduced training subset used by search trials (None: all).
         holdout_fraction: share held out before anything else and never seen by the search;
             the final model's accuracy on it is recorded as ``test_accuracy``.
         sampler: Optuna sampler; ``grid`` needs a finite space, ``cmaes`` a numeric one.
-        pruner: Optuna pruner applied to search trials (never to baselines or the final).
+        pruner: Optuna pruner applied to search trials (never to baselines or the final);
+            it never prunes before half the trial's epochs, nor while the other trials'
+            curves at that epoch are still near chance level.
         seed: seed of splits, samplers and trainings.
         parallelism: most trials of this search running at once.
         priority: higher is served first by workers.
@@ -177,6 +210,7 @@ class SearchSpec(BaseModel):
     num_sub_policies: int = Field(default=5, ge=1, le=25)
     recipe: TrainerRecipe = Field(default_factory=TrainerRecipe)
     final_recipe: TrainerRecipe | None = None
+    final_pick: FinalPick = Field(default_factory=FinalPick)
     val_fraction: float = Field(default=0.2, gt=0.0, le=0.5)
     train_size: int | None = Field(default=None, ge=10, le=10_000_000)
     holdout_fraction: float = Field(default=0.0, ge=0.0, le=0.5)
@@ -219,10 +253,10 @@ class SearchSpec(BaseModel):
                 f"({self.n_trials})"
             )
         if self.final_recipe is None:
-            final = self.recipe.model_copy(
-                update={"epochs": self.recipe.epochs * FINAL_EPOCHS_FACTOR}
-            )
+            final = self.recipe.scaled(FINAL_EPOCHS_FACTOR)
             object.__setattr__(self, "final_recipe", final)
+        if self.final_pick.size == 0:
+            raise ValueError("final_pick must retrain at least one candidate or preset")
         return self
 
     @property

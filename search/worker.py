@@ -304,8 +304,8 @@ class Worker:
     ) -> bool:
         """Whether the search's stage may be over, so `lifecycle.advance` has work to do.
 
-        An open search moves on only once its budget of complete search trials is spent (or
-        too many failed); other states have a final trial to watch.
+        An open search moves on only once its budget of search trainings is spent (or too many
+        failed); other states have final trials to watch.
 
         Args:
             study: the search's study.
@@ -318,9 +318,11 @@ class Worker:
         spec = self.spec(search_id)
         if trials is None:
             trials = study.get_trials(deepcopy=False)
-        done = Counter(t.state for t in trials if lifecycle.role_of(t) == "search")
-        failed_limit = max(5, 2 * spec.n_trials)
-        return done[TrialState.COMPLETE] >= spec.n_trials or done[TrialState.FAIL] > failed_limit
+        failed = sum(
+            1 for t in trials if t.state == TrialState.FAIL and lifecycle.role_of(t) == "search"
+        )
+        used = lifecycle.budget_used(list(trials), running=False)
+        return used >= spec.n_trials or failed > max(5, 2 * spec.n_trials)
 
     def _work(
         self, study: optuna.Study, state: str, trials: Sequence[FrozenTrial] | None = None
@@ -336,8 +338,15 @@ class Worker:
             return running
         if state != lifecycle.OPEN:
             return None
-        search = [t for t in trials if lifecycle.role_of(t) == "search"]
-        used = sum(1 for t in search if t.state in (TrialState.COMPLETE, TrialState.RUNNING))
+        # Running search trials that have not claimed their slot yet will: count them too.
+        unclaimed = sum(
+            1
+            for t in trials
+            if t.state == TrialState.RUNNING
+            and lifecycle.role_of(t) == "search"
+            and not t.user_attrs.get(lifecycle.CLAIM_ATTR)
+        )
+        used = lifecycle.budget_used(list(trials)) + unclaimed
         return running if used < spec.n_trials else None
 
     def run_one(self, search_id: str, *, advance: bool = True) -> None:

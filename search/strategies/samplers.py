@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
@@ -116,14 +118,67 @@ def make_sampler(spec: SearchSpec, strategy: Strategy, seed: int) -> BaseSampler
     )
 
 
+#: Trial user attrs the objective writes before training, read by `FidelityPruner`.
+PLANNED_EPOCHS_ATTR = "planned_epochs"
+CHANCE_ATTR = "chance"
+
+
+class FidelityPruner(optuna.pruners.BasePruner):
+    """A pruner that only lets ``inner`` judge a trial once the comparison means something.
+
+    Contract: ``prune`` is False (1) before ``warmup_fraction`` of the trial's planned epochs
+    (user attr ``planned_epochs``, written by the objective once the recipe is fixed for the
+    data), and (2) while the median of the other trials' values at this epoch has not left
+    chance level: it must lie ``lift`` of the way from chance (user attr ``chance``, one over
+    the number of classes) to 1. Early epochs of a short proxy rank policies by how fast
+    they learn, which is exactly the bias against strong augmentation. A trial without the
+    attrs is never pruned.
+
+    Args:
+        inner: the pruner that decides once both gates are open.
+        warmup_fraction: share of the planned epochs that always runs.
+        lift: how far above chance the others' median must be, as a share of ``1 - chance``.
+    """
+
+    def __init__(
+        self, inner: optuna.pruners.BasePruner, warmup_fraction: float = 0.5, lift: float = 0.25
+    ) -> None:
+        self.inner, self.warmup_fraction, self.lift = inner, warmup_fraction, lift
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Whether to stop the trial now (see the class contract)."""
+        step = trial.last_step
+        planned = trial.user_attrs.get(PLANNED_EPOCHS_ATTR)
+        chance = trial.user_attrs.get(CHANCE_ATTR)
+        if step is None or planned is None or chance is None:
+            return False
+        if step < math.ceil(self.warmup_fraction * float(planned)):
+            return False
+        others = [
+            t.intermediate_values[step]
+            for t in study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+            )
+            if step in t.intermediate_values and t.number != trial.number
+        ]
+        floor = float(chance) + self.lift * (1.0 - float(chance))
+        if not others or statistics.median(others) < floor:
+            return False
+        return self.inner.prune(study, trial)
+
+
 def make_pruner(spec: SearchSpec) -> optuna.pruners.BasePruner:
-    """The pruner the spec asks for; steps are epochs of the trial recipe."""
+    """The pruner the spec asks for, behind `FidelityPruner`; steps are epochs."""
+    inner: optuna.pruners.BasePruner
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    if spec.pruner == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=max(spec.recipe.epochs, 2), reduction_factor=3
+        inner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    elif spec.pruner == "successive-halving":
+        inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    elif spec.pruner == "hyperband":
+        # max_resource "auto": the epochs of the first complete trial (derived from the data).
+        inner = optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource="auto", reduction_factor=3
         )
-    return optuna.pruners.NopPruner()
+    else:
+        return optuna.pruners.NopPruner()
+    return FidelityPruner(inner)

@@ -22,7 +22,7 @@ from search.datasets import ImageDataset, stratified_subset
 from search.models import build_model
 from search.training import optim
 from search.training.evaluation import amp_dtype, autocast, evaluate, normaliser
-from search.training.recipe import TrainerRecipe
+from search.training.recipe import TrainerRecipe, steps_per_epoch
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -70,6 +70,13 @@ def _seeded(device: torch.device, seed: int) -> Iterator[None]:
             yield
         finally:
             torch.use_deterministic_algorithms(previous)
+
+
+def _sizes(recipe: TrainerRecipe) -> tuple[int, int]:
+    """Batch size and epochs of a resolved recipe (see `TrainerRecipe.for_size`)."""
+    if recipe.batch_size is None or recipe.epochs is None:
+        raise ValueError("the recipe's batch size and epochs must be resolved for the data")
+    return recipe.batch_size, recipe.epochs
 
 
 def _check_sets(train_set: ImageDataset, val_set: ImageDataset) -> None:
@@ -126,10 +133,10 @@ class _Trial:
         self.aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
         self.images = train_set.images.to(device)
         self.labels = train_set.labels.to(device)
-        n, bs = len(train_set), recipe.batch_size
+        self.batch_size, self.epochs = _sizes(recipe)
         # A last batch of one sample would break batch norm: it is dropped.
-        self.steps_per_epoch = max(1, n // bs + (1 if n % bs > 1 else 0))
-        self.total_steps = self.steps_per_epoch * recipe.epochs
+        self.steps_per_epoch = steps_per_epoch(len(train_set), self.batch_size)
+        self.total_steps = self.steps_per_epoch * self.epochs
         self.step_count = 0
 
     def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -168,7 +175,7 @@ class _Trial:
         self.model.train()
         start = time.perf_counter()
         order = torch.randperm(len(self.train_set), generator=self.shuffle_gen).to(self.device)
-        bs = self.recipe.batch_size
+        bs = self.batch_size
         total = torch.zeros((), device=self.device)
         seen = 0
         for i in range(self.steps_per_epoch):
@@ -209,7 +216,7 @@ def _fit(
     should_stop: Callable[[], bool] | None,
 ) -> _Progress:
     recipe, progress = trial.recipe, _Progress()
-    for epoch in range(1, recipe.epochs + 1):
+    for epoch in range(1, trial.epochs + 1):
         if should_stop is not None and should_stop():
             progress.stop_reason = "cancelled"
             break
@@ -278,7 +285,8 @@ def train(
     asks for MixUp/CutMix/Cutout, and trained with (soft-target) cross-entropy.
 
     Args:
-        recipe: the training recipe.
+        recipe: the training recipe; batch size and epochs left unset are derived from the
+            training-set size (`TrainerRecipe.for_size`).
         policy: the augmentation policy (kind ``none`` still applies its base crop/flips).
         train_set: training images.
         val_set: validation images (same classes and image shape).
@@ -297,6 +305,7 @@ def train(
     _check_sets(train_set, val_set)
     if recipe.train_subset is not None and recipe.train_subset < len(train_set):
         train_set = stratified_subset(train_set, recipe.train_subset, seed)
+    recipe = recipe.for_size(len(train_set))
     started = time.perf_counter()
     # Validation images move to the device once, not at every epoch.
     val_set = dataclasses.replace(

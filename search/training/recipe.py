@@ -1,12 +1,40 @@
-"""The trial-training recipe: every knob of the trainer, bounded and validated."""
+"""The trial-training recipe: every knob of the trainer, bounded and validated.
+
+Batch size and epochs default to ``None``: they are then derived from the training-set size
+(`TrainerRecipe.for_size`), so that a recipe converges on 300 images as on 30,000. A proxy
+that stops before it converges ranks policies by how fast they learn, which favours weak
+augmentation; a budget in optimizer steps instead of epochs keeps every data set size in the
+regime where strong augmentation can show its worth.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Arch = Literal["resnet8", "resnet20", "wrn-16-2", "wrn-28-2", "airbench"]
+
+#: Default optimizer steps of a recipe whose epochs are derived from the data.
+DEFAULT_STEPS = 500
+#: Bounds of the derived batch size: about ``n / STEPS_PER_EPOCH`` rounded down to a power of 2.
+MIN_AUTO_BATCH, MAX_AUTO_BATCH = 16, 256
+STEPS_PER_EPOCH = 16
+#: Bounds of the derived number of epochs.
+MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 4, 200
+
+
+def auto_batch_size(n: int) -> int:
+    """The batch size for ``n`` training images: >= ~16 steps per epoch, a power of 2 in [16, 256]."""
+    target = max(1, n // STEPS_PER_EPOCH)
+    power = 2 ** int(math.floor(math.log2(target)))
+    return max(MIN_AUTO_BATCH, min(MAX_AUTO_BATCH, power))
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps of one epoch (a last batch of one image is dropped: batch norm)."""
+    return max(1, n // batch_size + (1 if n % batch_size > 1 else 0))
 
 
 class TrainerRecipe(BaseModel):
@@ -16,8 +44,11 @@ class TrainerRecipe(BaseModel):
         arch: proxy architecture (see :data:`search.models.ARCHS`).
         width: width multiplier of ``airbench``.
         dropout: dropout rate of the model.
-        epochs: training epochs.
-        batch_size: training batch size.
+        epochs: training epochs; None derives them from ``steps`` and the training-set size.
+        batch_size: training batch size; None derives it from the training-set size
+            (`auto_batch_size`: a power of 2 in [16, 256] giving >= ~16 steps per epoch).
+        steps: optimizer steps aimed at when ``epochs`` is None (default `DEFAULT_STEPS`);
+            the epochs are ``ceil(steps / steps_per_epoch)`` within [4, 200].
         optimizer: ``sgd`` (Nesterov, momentum 0.9) or ``adamw``. Weight decay is decoupled for
             both: each step multiplies the weights by ``1 - lr * weight_decay``. With SGD this
             is about ten times weaker than the same coupled value under momentum 0.9, so the
@@ -47,14 +78,15 @@ class TrainerRecipe(BaseModel):
     arch: Arch = "resnet8"
     width: float = Field(default=1.0, ge=0.0625, le=4.0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    epochs: int = Field(default=10, ge=1, le=500)
-    batch_size: int = Field(default=128, ge=2, le=8192)
+    epochs: int | None = Field(default=None, ge=1, le=500)
+    batch_size: int | None = Field(default=None, ge=2, le=8192)
+    steps: int | None = Field(default=None, ge=10, le=1_000_000)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(default=0.1, gt=0.0, le=10.0)
     weight_decay: float = Field(default=5e-3, ge=0.0, le=1.0)
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup_epochs: float = Field(default=0.0, ge=0.0, le=100.0)
-    label_smoothing: float = Field(default=0.0, ge=0.0, le=0.5)
+    label_smoothing: float = Field(default=0.1, ge=0.0, le=0.5)
     grad_clip_norm: float | None = Field(default=None, gt=0.0, le=1e4)
     agc_clip: float | None = Field(default=None, gt=0.0, le=1.0)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
@@ -66,8 +98,41 @@ class TrainerRecipe(BaseModel):
 
     @model_validator(mode="after")
     def _check_warmup(self) -> TrainerRecipe:
-        if self.warmup_epochs >= self.epochs:
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give epochs or steps, not both (steps sets the epochs)")
+        if self.epochs is not None and self.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"warmup_epochs ({self.warmup_epochs}) must be shorter than epochs ({self.epochs})"
             )
         return self
+
+    @property
+    def resolved(self) -> bool:
+        """Whether batch size and epochs are both fixed."""
+        return self.epochs is not None and self.batch_size is not None
+
+    def for_size(self, n: int) -> TrainerRecipe:
+        """This recipe with batch size and epochs fixed for ``n`` training images.
+
+        Explicit values are kept; a derived number of epochs is at least one more than the
+        warm-up. ``n`` counts the images before ``train_subset`` is taken.
+        """
+        if self.resolved:
+            return self
+        if self.train_subset is not None:
+            n = min(n, self.train_subset)
+        batch = self.batch_size or auto_batch_size(n)
+        epochs = self.epochs
+        if epochs is None:
+            per_epoch = steps_per_epoch(n, batch)
+            wanted = math.ceil((self.steps or DEFAULT_STEPS) / per_epoch)
+            epochs = max(MIN_AUTO_EPOCHS, min(MAX_AUTO_EPOCHS, wanted))
+            epochs = max(epochs, math.floor(self.warmup_epochs) + 1)
+        return self.model_copy(update={"batch_size": batch, "epochs": epochs, "steps": None})
+
+    def scaled(self, factor: int) -> TrainerRecipe:
+        """This recipe trained ``factor`` times longer (in epochs, or in steps when derived)."""
+        if self.epochs is not None:
+            return self.model_copy(update={"epochs": min(500, self.epochs * factor)})
+        steps = min(1_000_000, (self.steps or DEFAULT_STEPS) * factor)
+        return self.model_copy(update={"steps": steps})

@@ -59,7 +59,8 @@ def test_search_over_http_survives_a_restart(data_dir: Path) -> None:
         assert search["best_value"] is not None
         assert search["progress"]["complete"] == 2
         before = _fetch_everything(server, sid, did)
-        assert before["trials"]["total"] == 5  # 2 baselines, 2 search trials, 1 final
+        # 2 baselines, 2 search trials, the final pick of both searched policies and presets
+        assert before["trials"]["total"] == 8
     finally:
         server.end()
     server = Server(data_dir)

@@ -33,8 +33,17 @@ def _spec(**kw: object) -> SearchSpec:
     )
 
 
-def cheap_objective(search_value: float) -> Callable[[optuna.Trial], float]:
-    """Roles and attrs as the real objective records them; values fixed per role."""
+FINAL_VALUES = {"none": 0.90, "randaugment-2-9": 0.97}
+
+
+def cheap_objective(
+    search_value: float, final_values: dict[str, float] | None = None
+) -> Callable[[optuna.Trial], float]:
+    """Roles and attrs as the real objective records them; values fixed per role.
+
+    Final trials of a preset score ``final_values[preset]``, of a searched policy 0.95.
+    """
+    finals = FINAL_VALUES if final_values is None else final_values
 
     def objective(trial: optuna.Trial) -> float:
         spec = lifecycle.spec_of(trial.study)
@@ -47,7 +56,9 @@ def cheap_objective(search_value: float) -> Callable[[optuna.Trial], float]:
         trial.set_user_attr("policy", policy.model_dump(mode="json"))
         if role == "baseline":
             return BASELINE_VALUES[trial.user_attrs["baseline"]]
-        return 0.99 if role == "final" else search_value
+        if role == "final":
+            return finals.get(trial.user_attrs.get("baseline") or "", 0.95)
+        return search_value
 
     return objective
 
@@ -85,7 +96,11 @@ def test_create_enqueues_baselines_once(storage: optuna.storages.RDBStorage) -> 
         lifecycle.advance(storage, "nope")
 
 
-def test_search_runs_to_done_with_one_final(storage: optuna.storages.RDBStorage) -> None:
+def _finals(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials() if lifecycle.role_of(t) == "final"]
+
+
+def test_search_runs_to_done_through_the_final_pick(storage: optuna.storages.RDBStorage) -> None:
     lifecycle.create_search_study(storage, "s2", _spec())
     study = lifecycle.load_search_study(storage, "s2")
     _drain(study, cheap_objective(0.8), 4)  # two baselines, two search trials
@@ -93,31 +108,51 @@ def test_search_runs_to_done_with_one_final(storage: optuna.storages.RDBStorage)
     assert status.state == "open" and status.count("search", "COMPLETE") == 2
     _drain(study, cheap_objective(0.8), 1)
     status = lifecycle.advance(storage, "s2")
-    lifecycle.advance(storage, "s2")  # idempotent: still one final trial
+    lifecycle.advance(storage, "s2")  # idempotent: one final trial per contender
     assert status.state == "finalizing"
-    finals = [t for t in study.get_trials() if lifecycle.role_of(t) == "final"]
-    assert len(finals) == 1 and finals[0].state == TrialState.WAITING
-    assert status.best is not None and status.best.role == "search"
-    assert finals[0].user_attrs["policy"] == status.best.policy
+    finals = _finals(study)
+    # Two best distinct searched policies, then the two baselines, best proxy value first.
+    assert [t.user_attrs["source_role"] for t in finals] == ["search", "search", "baseline",
+                                                             "baseline"]  # fmt: skip
+    assert [t.user_attrs["baseline"] for t in finals[2:]] == ["none", "randaugment-2-9"]
+    assert all(t.state == TrialState.WAITING for t in finals)
+    assert status.best is not None and finals[0].user_attrs["policy"] == status.best.policy
     assert status.baselines == BASELINE_VALUES
+    _drain(study, cheap_objective(0.8), 3)
+    assert lifecycle.advance(storage, "s2").state == "finalizing"  # one contender still to train
     _drain(study, cheap_objective(0.8), 1)
     status = lifecycle.advance(storage, "s2")
-    assert status.state == "done"
-    assert status.result is not None and status.result["accuracy"] == 0.99
-    assert status.result["policy"] == status.best.policy
+    assert status.state == "done" and status.result is not None
+    # The preset the proxy ranked last wins at final fidelity, and is served.
+    assert status.result["winner"] == "randaugment-2-9"
+    assert status.result["proxy_winner"].startswith("search #")
+    assert status.result["accuracy"] == 0.97
+    assert load_policy(status.result["policy"]).kind == "randaugment"
+    rows = status.result["final_pick"]
+    assert [r["final_value"] for r in rows] == [0.95, 0.95, 0.90, 0.97]
+    assert status.result["kendall_tau"] is not None and status.result["kendall_tau"] < 0
     assert status.count("search", "COMPLETE") == 3
 
 
-def test_a_baseline_can_win(storage: optuna.storages.RDBStorage) -> None:
-    lifecycle.create_search_study(storage, "s3", _spec(n_trials=1))
+def test_final_pick_sizes_and_a_searched_winner(storage: optuna.storages.RDBStorage) -> None:
+    spec = _spec(n_trials=1, final_pick={"candidates": 1, "presets": 1})
+    lifecycle.create_search_study(storage, "s3", spec)
     study = lifecycle.load_search_study(storage, "s3")
-    _drain(study, cheap_objective(0.1), 3)
+    _drain(study, cheap_objective(0.1, {"none": 0.5}), 3)
+    assert lifecycle.advance(storage, "s3").state == "finalizing"
+    finals = _finals(study)
+    assert [t.user_attrs["label"] for t in finals] == ["search #2", "none"]
+    _drain(study, cheap_objective(0.1, {"none": 0.5}), 2)
     status = lifecycle.advance(storage, "s3")
-    assert status.state == "finalizing"
-    assert status.best is not None and status.best.baseline == "none"
-    final = study.get_trials()[-1]
-    assert final.user_attrs["baseline"] == "none"
-    assert load_policy(final.user_attrs["policy"]).kind == "none"
+    assert status.result is not None and status.result["winner"] == "search #2"
+    assert status.result["kendall_tau"] is None  # fewer than three contenders
+
+
+def test_rank_agreement() -> None:
+    assert lifecycle.rank_agreement([0.1, 0.2, 0.3], [0.5, 0.6, 0.7]) == pytest.approx(1.0)
+    assert lifecycle.rank_agreement([0.1, 0.2, 0.3], [0.7, 0.6, 0.5]) == pytest.approx(-1.0)
+    assert lifecycle.rank_agreement([0.1, 0.2], [0.5, 0.6]) is None
+    assert lifecycle.rank_agreement([0.1, 0.1, 0.1], [0.5, 0.6, 0.7]) is None
 
 
 def test_cancel_and_resume(storage: optuna.storages.RDBStorage) -> None:
@@ -130,7 +165,8 @@ def test_cancel_and_resume(storage: optuna.storages.RDBStorage) -> None:
 def test_failed_final_is_retried_then_the_search_fails(
     storage: optuna.storages.RDBStorage,
 ) -> None:
-    lifecycle.create_search_study(storage, "s5", _spec(n_trials=1, baselines=["none"]))
+    spec = _spec(n_trials=1, baselines=["none"], final_pick={"candidates": 1, "presets": 0})
+    lifecycle.create_search_study(storage, "s5", spec)
     study = lifecycle.load_search_study(storage, "s5")
     _drain(study, cheap_objective(0.7), 2)
     assert lifecycle.advance(storage, "s5").state == "finalizing"
@@ -145,6 +181,28 @@ def test_failed_final_is_retried_then_the_search_fails(
     assert status.state == "failed"
     assert status.error is not None and "out of memory" in status.error
     assert status.count("final", "FAIL") == lifecycle.MAX_FINAL_ATTEMPTS
+
+
+def test_a_failed_contender_is_dropped_and_the_others_decide(
+    storage: optuna.storages.RDBStorage,
+) -> None:
+    spec = _spec(n_trials=1, baselines=["none"], final_pick={"candidates": 1, "presets": 1})
+    lifecycle.create_search_study(storage, "s8", spec)
+    study = lifecycle.load_search_study(storage, "s8")
+    _drain(study, cheap_objective(0.7), 2)
+    assert lifecycle.advance(storage, "s8").state == "finalizing"
+
+    def preset_breaks(trial: optuna.Trial) -> float:
+        if trial.user_attrs.get("baseline") == "none":
+            raise RuntimeError("out of memory")
+        return 0.9
+
+    for _ in range(lifecycle.MAX_FINAL_ATTEMPTS + 1):
+        study.optimize(preset_breaks, n_trials=1, catch=(RuntimeError,))
+        status = lifecycle.advance(storage, "s8")
+    assert status.state == "done" and status.result is not None
+    assert status.result["winner"].startswith("search #")
+    assert [r["final_value"] for r in status.result["final_pick"]] == [0.9, None]
 
 
 def test_fail_stale_fails_and_requeues_with_the_same_params(
@@ -163,7 +221,7 @@ def test_fail_stale_fails_and_requeues_with_the_same_params(
     assert trials[1].state == TrialState.WAITING and trials[1].params == trials[0].params
 
 
-def test_at_most_the_budget_completes_under_racing_claims(
+def test_at_most_the_budget_trains_under_racing_claims(
     storage: optuna.storages.RDBStorage,
 ) -> None:
     lifecycle.create_search_study(storage, "s7", _spec(n_trials=1, baselines=[]))
@@ -171,17 +229,41 @@ def test_at_most_the_budget_completes_under_racing_claims(
     a, b = study.ask(), study.ask()
     for t in (a, b):
         t.set_user_attr("role", "search")
-    # Both flag before either reads: both give the slot up (safe, never over budget).
-    a.set_user_attr("finishing", True)
+    # a flags, b flags and reads a's flag: b steps back (and withdraws its flag), a takes it.
+    a.set_user_attr(lifecycle.CLAIM_ATTR, True)
     with pytest.raises(optuna.TrialPruned):
         claim_budget_slot(study, b, 1)
-    with pytest.raises(optuna.TrialPruned):
-        claim_budget_slot(study, a, 1)
-    study.tell(a, state=TrialState.PRUNED)
     study.tell(b, state=TrialState.PRUNED)
-    # One after the other: the first completes, the second is pruned.
-    c, d = study.ask(), study.ask()
-    claim_budget_slot(study, c, 1)
-    study.tell(c, 0.5)
+    claim_budget_slot(study, a, 1)
+    trials = study.get_trials()
+    assert trials[1].user_attrs[lifecycle.SKIPPED_ATTR]
+    assert lifecycle.budget_used(trials) == 1  # a holds the slot; b did not train
+    # a is pruned while training: it still counts, and the next trial finds the budget spent.
+    study.tell(a, state=TrialState.PRUNED)
+    c = study.ask()
     with pytest.raises(optuna.TrialPruned):
-        claim_budget_slot(study, d, 1)
+        claim_budget_slot(study, c, 1)
+    assert lifecycle.budget_used(study.get_trials()) == 1
+
+
+def test_pruned_trainings_spend_the_budget_so_the_search_ends(
+    storage: optuna.storages.RDBStorage,
+) -> None:
+    lifecycle.create_search_study(storage, "s9", _spec(n_trials=3, baselines=["none"]))
+    study = lifecycle.load_search_study(storage, "s9")
+
+    def pruned_search(trial: optuna.Trial) -> float:
+        role = str(trial.user_attrs.get("role", "search"))
+        if role == "search":
+            trial.set_user_attr("role", "search")
+            claim_budget_slot(study, trial, 3)
+            get_strategy("randaugment").suggest(trial)
+            raise optuna.TrialPruned("pruned at epoch 3")
+        trial.set_user_attr("policy", trial.user_attrs["policy"])
+        return 0.5
+
+    _drain(study, pruned_search, 4)  # the baseline, then three pruned search trainings
+    status = lifecycle.advance(storage, "s9")
+    assert status.count("search", "PRUNED") == 3
+    assert status.state == "finalizing"  # no search trial completed: the presets still compete
+    assert [t.user_attrs["label"] for t in _finals(study)] == ["none"]

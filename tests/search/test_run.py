@@ -31,6 +31,7 @@ def test_two_workers_run_exactly_the_budget(tmp_path: Path) -> None:
             "recipe": {"arch": "resnet8", "epochs": 1, "batch_size": 50},
             "final_recipe": {"arch": "resnet8", "epochs": 1, "batch_size": 50, "train_subset": 200},
             "parallelism": 2,
+            "final_pick": {"candidates": 1, "presets": 1},
         }
     )
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -40,7 +41,8 @@ def test_two_workers_run_exactly_the_budget(tmp_path: Path) -> None:
     trials = study.get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     roles = sorted(lifecycle.role_of(t) for t in complete)
-    assert roles == ["baseline", "baseline", "final", "search", "search", "search"]
+    assert roles == ["baseline", "baseline", "final", "final", "search", "search", "search"]
+    assert len(result.status.result["final_pick"]) == 2
     assert {t.user_attrs["worker"] for t in trials} == {
         f"run-{result.search_id}-0",
         f"run-{result.search_id}-1",

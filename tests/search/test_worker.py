@@ -119,13 +119,14 @@ def test_a_worker_runs_trials_back_to_back_and_the_final_at_once(tmp_path: Path)
     worker = Worker(url, "cpu", tmp_path / "art", heartbeat_interval=5, poll_interval=30,
                     name="b2b", train_fn=FixedLengthTrial(0.0, 2))  # fmt: skip
     start = time.monotonic()
-    assert worker.run(max_idle=0) == 9  # 8 search trials (TPE after 3), then the final
+    # 8 search trials (TPE after 3), then the final pick's two best searched policies.
+    assert worker.run(max_idle=0) == 10
     assert time.monotonic() - start < 30
     status = lifecycle.status(storage, "b2b")
     assert status.state == "done"
-    assert status.count("search", "COMPLETE") == 8 and status.count("final", "COMPLETE") == 1
+    assert status.count("search", "COMPLETE") == 8 and status.count("final", "COMPLETE") == 2
     search = [t for t in _trials(storage, "b2b") if lifecycle.role_of(t) == "search"]
-    attrs = {"role", "worker", "device", "policy", "finishing", "duration_s"}
+    attrs = {"role", "worker", "device", "policy", "budget_claim", "duration_s"}
     strategy = get_strategy(spec.strategy, spec)
     for t in search:
         assert attrs <= set(t.user_attrs), t.user_attrs

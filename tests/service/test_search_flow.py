@@ -89,7 +89,8 @@ def test_completed_search_records_trials_and_progress(
     assert completed["progress"]["complete"] == 1
     assert completed["progress"]["baselines"]["none"] is not None
     trials = client.get(f"/api/v1/searches/{completed['id']}/trials").json()["items"]
-    assert sorted(t["role"] for t in trials) == ["baseline", "final", "search"]
+    # The final pick retrains the searched policy and the preset.
+    assert sorted(t["role"] for t in trials) == ["baseline", "final", "final", "search"]
     for trial in trials:
         assert trial["state"] == "COMPLETE" and trial["worker"] and trial["duration_s"] > 0
         assert len(trial["epochs"]) == 1 and trial["policy"] is not None
