@@ -81,6 +81,10 @@ def create_search_study(
 ) -> optuna.Study:
     """Create (or load) the study of a search, store its spec and enqueue the baselines.
 
+    The strategy's starting points (presets its space can express) are enqueued after the
+    baselines as the first search trials (user attr ``start_point``); they count towards
+    ``n_trials`` like any search trial.
+
     Safe to call twice: the study is loaded if it exists and baselines are not enqueued again.
     """
     name = study_name(search_id)
@@ -103,6 +107,14 @@ def create_search_study(
             },
             skip_if_exists=True,
         )
+    if spec.sampler != "grid":  # a grid visits every point anyway
+        points = get_strategy(spec.strategy, spec).starting_points()
+        for preset, params in list(points.items())[: spec.n_trials]:
+            study.enqueue_trial(
+                params,
+                user_attrs={"role": "search", "start_point": preset},
+                skip_if_exists=True,
+            )
     study.set_user_attr("priority", spec.priority)
     study.set_user_attr("state", OPEN)
     # Written last: its presence marks a fully created search.

@@ -81,6 +81,31 @@ class AutoAugmentStrategy(Strategy):
         """Distributions of the K sub-policies."""
         return sub_policy_distributions(self.num_sub_policies)
 
+    def starting_points(self) -> dict[str, dict[str, Any]]:
+        """K sub-policies of each published AutoAugment table, spread evenly over it.
+
+        A K-subset of a 25-sub-policy table is not the preset itself (the preset is trained
+        as a baseline), but it puts the published op choices and magnitudes where the
+        sampler starts.
+        """
+        from ops.presets import AUTOAUGMENT_PRESETS, PRESETS
+
+        points: dict[str, dict[str, Any]] = {}
+        k = self.num_sub_policies
+        for name in AUTOAUGMENT_PRESETS:
+            table = PRESETS[name].sub_policies or []
+            picked = [table[(i * len(table)) // k] for i in range(k)] if len(table) >= k else []
+            params: dict[str, Any] = {}
+            for i, sub in enumerate(picked):
+                for j, step in enumerate(sub[:OPS_PER_SUB_POLICY]):
+                    params[f"op_{i}_{j}"] = step.op
+                    params[f"p_{i}_{j}"] = round(step.p * (P_BINS - 1))
+                    params[f"m_{i}_{j}"] = round(step.magnitude * (M_BINS - 1))
+            if params and all(params[f"op_{i}_{j}"] in AUTOAUGMENT_OPS for i in range(k)
+                              for j in range(OPS_PER_SUB_POLICY)):  # fmt: skip
+                points[name] = params
+        return points
+
     def build_policy(self, params: Mapping[str, Any]) -> Policy:
         """A ``subpolicies`` policy from the bins in ``params``."""
         return Policy(

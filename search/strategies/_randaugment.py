@@ -10,15 +10,22 @@ from optuna.distributions import BaseDistribution, FloatDistribution, IntDistrib
 from ops.policy import Policy
 from search.strategies.base import Strategy
 
-N_RANGE = (1, 3)
-#: M is searched in timm's levels 0..10 (``m = level / 10``); m_std in [0, 0.1] (timm mstd <= 1).
+#: N up to 4 ops per image: strong augmentation must be expressible, not only the paper's 2.
+N_RANGE = (1, 4)
+#: M is searched in timm's levels 0..10 (``m = level / 10``, 10 = the widest range); m_std in
+#: [0, 0.5] (timm's ``mstd`` up to 5 levels: magnitudes spread over most of the range).
 M_LEVELS = 10
-M_STD_MAX = 0.1
-GRID_M_STD = (0.0, 0.05)
+M_STD_MAX = 0.5
+GRID_M_STD = (0.0, 0.25)
+#: The presets this space can express exactly, enqueued as the sampler's first points.
+STARTING_POINTS: dict[str, dict[str, Any]] = {"randaugment-2-9": {"n": 2, "m": 9, "m_std": 0.0}}
 
 
 class RandAugmentStrategy(Strategy):
-    """RandAugment(N, M) over the 14 standard ops with optional Gaussian magnitude noise."""
+    """RandAugment(N, M) over the 14 standard ops with optional Gaussian magnitude noise.
+
+    RandAugment(2, 9) is the first point the sampler sees (`starting_points`).
+    """
 
     name = "randaugment"
     searchable = True
@@ -40,6 +47,10 @@ class RandAugmentStrategy(Strategy):
             m=int(params["m"]) / M_LEVELS,
             m_std=float(params["m_std"]),
         )
+
+    def starting_points(self) -> dict[str, dict[str, Any]]:
+        """RandAugment(2, 9), with the base left to the sampler."""
+        return dict(STARTING_POINTS)
 
     def grid(self) -> dict[str, list[Any]] | None:
         """Every N, M level, two noise levels and every base choice, if no knob is co-searched."""

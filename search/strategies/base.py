@@ -44,6 +44,9 @@ class Strategy(ABC):
       ``base_space``; the base is often worth more than any op on a small dataset.
     - `recipe_overrides` gives the co-searched recipe knobs (e.g. ``weight_decay``) from params.
     - `grid` returns a finite grid (param -> values) where the space allows one, else None.
+    - `starting_points` gives params (a subset of the space; the rest is sampled) that put
+      published presets where the sampler starts; they are enqueued as the first search
+      trials, so the search begins from what presets give.
     - ``trains_in_search`` is False when a search trial's value is not a proxy training's
       validation accuracy (fast-autoaugment scores candidates without training); such
       strategies implement `merge`, whose policy is then trained as a ``candidate`` trial.
@@ -118,6 +121,10 @@ class Strategy(ABC):
     def grid(self) -> dict[str, list[Any]] | None:
         """A finite grid over the whole space, or None if the space is not finite."""
         return None
+
+    def starting_points(self) -> dict[str, dict[str, Any]]:
+        """Params of the space's first trials by the preset they come from (none by default)."""
+        return {}
 
     def base_grid(self) -> dict[str, list[Any]]:
         """The grid of the searched base augmentation (empty without ``searches_base``)."""

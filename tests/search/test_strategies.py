@@ -172,3 +172,41 @@ def test_fast_autoaugment_merges_the_top_candidates_without_repeats() -> None:
     assert merged.sub_policies == expected
     with pytest.raises(ValueError, match="no complete candidate"):
         strategy.merge([])
+
+
+@pytest.mark.parametrize("name", ["autoaugment", "randaugment"])
+def test_starting_points_lie_in_the_space_and_rebuild_their_preset(name: str) -> None:
+    from ops.presets import PRESETS
+
+    strategy = get_strategy(name)
+    points = strategy.starting_points()
+    assert points, "a searchable strategy starts from the presets it can express"
+    space = strategy.distributions()
+    for preset, params in points.items():
+        for param, value in params.items():
+            dist = space[param]
+            assert dist._contains(dist.to_internal_repr(value)), (preset, param, value)
+        full = {**params, BASE_CROP: 0, BASE_HFLIP: False}
+        policy = strategy.policy_from_params(full)
+        if name == "randaugment":
+            assert policy == PRESETS[preset]  # exactly the preset
+        else:  # K sub-policies taken from the published table
+            table = [tuple((s.op, s.p) for s in sub) for sub in PRESETS[preset].sub_policies]
+            assert all(tuple((s.op, s.p) for s in sub) in table for sub in policy.sub_policies)
+
+
+def test_starting_points_are_the_first_search_trials(tmp_path: object) -> None:
+    import optuna
+
+    from search import lifecycle
+    from search.spec import SearchSpec
+
+    spec = SearchSpec.model_validate(
+        {"dataset": {"source": "digits"}, "strategy": "randaugment", "n_trials": 3,
+         "baselines": ["none"]}  # fmt: skip
+    )
+    storage = lifecycle.make_storage(f"sqlite:///{tmp_path}/o.db")
+    lifecycle.create_search_study(storage, "sp", spec)
+    study = optuna.load_study(study_name="search-sp", storage=storage)
+    roles = [(t.user_attrs["role"], t.user_attrs.get("start_point")) for t in study.get_trials()]
+    assert roles == [("baseline", None), ("search", "randaugment-2-9")]
