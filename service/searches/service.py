@@ -73,7 +73,8 @@ def validate_spec(
     if spec.n_trials > settings.max_trials:
         raise InvalidInput(f"spec.n_trials must be at most {settings.max_trials}")
     for label, recipe in (("recipe", spec.recipe), ("final_recipe", spec.final)):
-        if recipe.epochs > settings.max_epochs:
+        # Derived epochs are capped by the recipe (MAX_AUTO_EPOCHS); given ones here.
+        if recipe.epochs is not None and recipe.epochs > settings.max_epochs:
             raise InvalidInput(f"spec.{label}.epochs must be at most {settings.max_epochs}")
     return spec
 
