@@ -83,13 +83,15 @@ class Client:
         return result
 
     def add_dataset(self, source: str, **fields: Any) -> dict[str, Any]:
-        """Register ``digits``, a torchvision dataset (``dataset=``) or a server ``path=``."""
+        """Register ``digits``, a torchvision dataset (``dataset=``), or a server ``path=``
+        (source ``path``: a folder; ``manifest``: a CSV or Parquet manifest)."""
         body = {"source": source, **{k: v for k, v in fields.items() if v is not None}}
         result: dict[str, Any] = self._json("POST", "/datasets", json=body)
         return result
 
     def upload_dataset(self, archive: Path, name: str | None = None) -> dict[str, Any]:
-        """Upload a zip/tar archive of an ImageFolder tree."""
+        """Upload a zip/tar archive of an ImageFolder tree (optionally with ``train/`` and
+        ``val/`` split folders) or of a manifest and its images."""
         data = {"name": name} if name else {}
         with archive.open("rb") as handle:
             files = {"file": (archive.name, handle, "application/octet-stream")}

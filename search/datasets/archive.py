@@ -38,17 +38,29 @@ RATIO_FLOOR = 16 * 1024**2
 _CHUNK = 1 << 20
 
 
-def _check_name(name: str) -> PurePosixPath:
+def check_relative_name(
+    name: str, what: str = "archive member", root: str = "the archive root"
+) -> PurePosixPath:
+    """A member name (or a manifest's image path) as a relative path that stays inside its root.
+
+    Args:
+        name: the name as written.
+        what: what the name is, for the error message.
+        root: what the name is relative to, for the error message.
+
+    Raises:
+        DatasetError: an empty name, a NUL byte, an absolute path or a ``..`` part.
+    """
     if not name or "\x00" in name:
-        raise DatasetError(f"archive member with an invalid name: {name!r}")
+        raise DatasetError(f"{what} with an invalid name: {name!r}")
     normalised = name.replace("\\", "/")
     pure = PurePosixPath(normalised)
     if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
-        raise DatasetError(f"archive member with an absolute path: {name!r}")
+        raise DatasetError(f"{what} with an absolute path: {name!r}")
     if not pure.parts or pure.parts == (".",):
-        raise DatasetError(f"archive member without a name: {name!r}")
+        raise DatasetError(f"{what} without a name: {name!r}")
     if ".." in pure.parts:
-        raise DatasetError(f"archive member escaping the archive root with '..': {name!r}")
+        raise DatasetError(f"{what} escaping {root} with '..': {name!r}")
     return pure
 
 
@@ -89,7 +101,7 @@ def _write_member(
     root: Path, name: str, is_dir: bool, size: int, open_src: Callable[[], IO[bytes] | None]
 ) -> int:
     """Create one checked member under ``root``; returns the bytes written."""
-    target = _target(root, _check_name(name))
+    target = _target(root, check_relative_name(name))
     if is_dir:
         target.mkdir(parents=True, exist_ok=True)
         return 0
@@ -116,7 +128,7 @@ def _extract_zip(
     total = 0
     seen: set[PurePosixPath] = set()
     for info in members:
-        pure = _check_name(info.filename)
+        pure = check_relative_name(info.filename)
         _check_unique(seen, pure, info.filename)
         # Unix type bits live in the high half; zero means "no type recorded" (a plain file).
         file_type = stat.S_IFMT(info.external_attr >> 16)
@@ -146,7 +158,7 @@ def _extract_tar(
     for member in archive:
         members.append(member)
         _check_budget(len(members), 0, max_entries, max_bytes)
-        pure = _check_name(member.name)
+        pure = check_relative_name(member.name)
         if not (member.isreg() or member.isdir()):
             raise DatasetError(f"archive member is not a regular file or folder: {pure}")
         _check_unique(seen, pure, member.name)

@@ -17,7 +17,8 @@ from search.datasets.dataset import ImageDataset
 logger = logging.getLogger(__name__)
 
 # Bump when the decoding rules change, so that old cache files are never read back.
-CACHE_FORMAT = 1
+# 2: image folders with train/ and val/ split folders, manifests, per-image split tags.
+CACHE_FORMAT = 2
 
 
 def cache_path(cache_dir: str | os.PathLike[str], key: str) -> Path:
@@ -44,6 +45,7 @@ def read_cached(path: Path) -> ImageDataset | None:
             content_hash=str(meta["content_hash"]),
             groups=tensors.get("groups"),
             group_names=list(meta.get("group_names", [])),
+            splits=tensors.get("splits"),
         )
     except Exception as exc:  # a damaged cache file must never block loading the source
         logger.warning("ignoring unreadable dataset cache %s: %s", path, exc)
@@ -56,6 +58,8 @@ def write_cached(path: Path, dataset: ImageDataset) -> None:
     tensors = {"images": dataset.images.contiguous(), "labels": dataset.labels.contiguous()}
     if dataset.groups is not None:
         tensors["groups"] = dataset.groups.to(torch.int64).contiguous()
+    if dataset.splits is not None:
+        tensors["splits"] = dataset.splits.to(torch.int64).contiguous()
     meta = {
         "format": CACHE_FORMAT,
         "classes": dataset.classes,

@@ -14,6 +14,10 @@ class DatasetError(ValueError):
     """A dataset cannot be read or used as given; the message names the problem."""
 
 
+# Codes of the per-image split tag: the user's own training, validation and test parts.
+SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+
+
 @dataclass
 class ImageDataset:
     """A whole image-classification dataset decoded into memory.
@@ -29,6 +33,9 @@ class ImageDataset:
         groups: optional int64 tensor (N,) of group ids (e.g. the typeface of a rendered glyph),
             used by :func:`search.datasets.group_split`.
         group_names: names of the group ids.
+        splits: optional int64 tensor (N,) of the split each image belongs to, as the user
+            gave it (`SPLIT_CODES`: 0 train, 1 validation, 2 test); None when the user gave
+            none and the search draws its own.
     """
 
     images: torch.Tensor
@@ -39,6 +46,7 @@ class ImageDataset:
     content_hash: str
     groups: torch.Tensor | None = None
     group_names: list[str] = field(default_factory=list)
+    splits: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -54,6 +62,11 @@ class ImageDataset:
             raise DatasetError(f"labels must lie in [0, {len(self.classes)})")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise DatasetError("mean and std need one value per channel")
+        if self.splits is not None and (
+            self.splits.shape != (len(self),)
+            or (len(self) and (self.splits.min() < 0 or self.splits.max() >= len(SPLIT_CODES)))
+        ):
+            raise DatasetError(f"splits must hold one code in [0, {len(SPLIT_CODES)}) per image")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -96,14 +109,19 @@ class ImageDataset:
             content_hash=digest.hexdigest(),
             groups=None if self.groups is None else self.groups[idx],
             group_names=list(self.group_names),
+            splits=None if self.splits is None else self.splits[idx],
         )
 
 
-def content_hash(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """sha256 of the decoded tensors (shape, pixel bytes and labels)."""
+def content_hash(
+    images: torch.Tensor, labels: torch.Tensor, splits: torch.Tensor | None = None
+) -> str:
+    """sha256 of the decoded tensors (shape, pixel bytes, labels and the splits if given)."""
     digest = hashlib.sha256(repr(tuple(images.shape)).encode())
     digest.update(images.contiguous().numpy().tobytes())
     digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
+    if splits is not None:  # the same images split otherwise make another search
+        digest.update(splits.to(torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -141,6 +159,7 @@ def make_dataset(
     *,
     groups: torch.Tensor | None = None,
     group_names: list[str] | None = None,
+    splits: torch.Tensor | None = None,
 ) -> ImageDataset:
     """Build an :class:`ImageDataset`, computing statistics and the content hash."""
     mean, std = channel_stats(images)
@@ -150,7 +169,8 @@ def make_dataset(
         classes=classes,
         mean=mean,
         std=std,
-        content_hash=content_hash(images, labels),
+        content_hash=content_hash(images, labels, splits),
         groups=groups,
         group_names=group_names or [],
+        splits=None if splits is None else splits.to(torch.int64),
     )

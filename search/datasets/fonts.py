@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from search.datasets.dataset import DatasetError, ImageDataset, make_dataset
-from search.datasets.spec import DatasetSpec
+from search.datasets.spec import FontsSpec
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts")
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
@@ -55,7 +55,7 @@ def _usable(font: Font, characters: str, size: int) -> bool:
     return all(any(g) for g in glyphs) and len(set(glyphs)) == len(glyphs)
 
 
-def _fonts(spec: DatasetSpec) -> list[tuple[str, Path | None, int | None]]:
+def _fonts(spec: FontsSpec) -> list[tuple[str, Path | None, int | None]]:
     """(name, file, fixed size) of every usable font; file None means Pillow's built-in font."""
     fonts: list[tuple[str, Path | None, int | None]] = []
     for f in find_font_files(spec.path):
@@ -90,7 +90,7 @@ class _FontCache:
         return self._fonts[key]
 
 
-def _render(font: Font, char: str, spec: DatasetSpec, rng: np.random.Generator) -> np.ndarray:
+def _render(font: Font, char: str, spec: FontsSpec, rng: np.random.Generator) -> np.ndarray:
     jitter = spec.size // 8
     dx, dy = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2))
     canvas = Image.new("L", (spec.size, spec.size), 0)
@@ -99,7 +99,7 @@ def _render(font: Font, char: str, spec: DatasetSpec, rng: np.random.Generator) 
     return np.asarray(canvas)
 
 
-def load_fonts(spec: DatasetSpec) -> ImageDataset:
+def load_fonts(spec: FontsSpec) -> ImageDataset:
     """Render ``spec.per_font`` images of every character in every usable font."""
     fonts = _fonts(spec)
     rng = np.random.default_rng(spec.seed)
@@ -123,7 +123,7 @@ def load_fonts(spec: DatasetSpec) -> ImageDataset:
     )
 
 
-def fonts_fingerprint(spec: DatasetSpec) -> str:
+def fonts_fingerprint(spec: FontsSpec) -> str:
     """Fingerprint of the font files (path, size, modification time) and the Pillow build."""
     digest = hashlib.sha256(Image.__version__.encode())
     for f in find_font_files(spec.path):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from search.datasets.dataset import ImageDataset, make_dataset
-from search.datasets.spec import DatasetSpec
+from search.datasets.spec import SyntheticSpec
 
 DIGITS_SIZE = 32
 
@@ -35,7 +35,7 @@ def digits_fingerprint() -> str:
     return f"sklearn-{sklearn.__version__}"
 
 
-def load_synthetic(spec: DatasetSpec) -> ImageDataset:
+def load_synthetic(spec: SyntheticSpec) -> ImageDataset:
     """Seeded random-pattern classes that a small network learns in a few epochs.
 
     Each class has a smooth random prototype (a coarse random grid upsampled to ``size``);

@@ -6,106 +6,134 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
 
 import fsspec
 
-from search.datasets import archive, fonts, generated, imagefolder, torchvision_sources
+from search.datasets import (
+    archive,
+    fonts,
+    generated,
+    imagefolder,
+    manifest,
+    torchvision_sources,
+)
 from search.datasets.cache import CACHE_FORMAT, cache_path, read_cached, write_cached
 from search.datasets.dataset import DatasetError, ImageDataset, make_dataset, resize_images
-from search.datasets.spec import DatasetSpec
+from search.datasets.spec import (
+    ArchiveSpec,
+    DatasetSpec,
+    DigitsSpec,
+    FontsSpec,
+    ImageFolderSpec,
+    ManifestSpec,
+    SyntheticSpec,
+    TorchvisionSpec,
+)
+
+SpecT = TypeVar("SpecT", contravariant=True)
 
 
-class DatasetSource(ABC):
+class DatasetSource(ABC, Generic[SpecT]):
     """A kind of dataset: how to fingerprint its content and how to decode it."""
 
     @abstractmethod
-    def fingerprint(self, spec: DatasetSpec) -> str:
+    def fingerprint(self, spec: SpecT) -> str:
         """A string that changes whenever the decoded content could change."""
 
     @abstractmethod
-    def decode(self, spec: DatasetSpec) -> ImageDataset:
+    def decode(self, spec: SpecT) -> ImageDataset:
         """Decode the whole dataset."""
 
 
-def _path(spec: DatasetSpec) -> str:
-    if spec.path is None:
-        raise DatasetError(f"source {spec.source!r} needs a path")
-    return spec.path
-
-
-class DigitsSource(DatasetSource):
+class DigitsSource(DatasetSource[DigitsSpec]):
     """scikit-learn's bundled digits."""
 
-    def fingerprint(self, spec: DatasetSpec) -> str:
+    def fingerprint(self, spec: DigitsSpec) -> str:
         return generated.digits_fingerprint()
 
-    def decode(self, spec: DatasetSpec) -> ImageDataset:
+    def decode(self, spec: DigitsSpec) -> ImageDataset:
         return generated.load_digits_dataset()
 
 
-class SyntheticSource(DatasetSource):
+class SyntheticSource(DatasetSource[SyntheticSpec]):
     """Seeded random-pattern classes; the spec alone determines them."""
 
-    def fingerprint(self, spec: DatasetSpec) -> str:
+    def fingerprint(self, spec: SyntheticSpec) -> str:
         return "synthetic"
 
-    def decode(self, spec: DatasetSpec) -> ImageDataset:
+    def decode(self, spec: SyntheticSpec) -> ImageDataset:
         return generated.load_synthetic(spec)
 
 
-class ImageFolderSource(DatasetSource):
-    """A folder of class folders, local or behind an fsspec URL."""
+class ImageFolderSource(DatasetSource[ImageFolderSpec]):
+    """A folder of class folders (or of split folders), local or behind an fsspec URL."""
 
-    def fingerprint(self, spec: DatasetSpec) -> str:
-        return imagefolder.folder_fingerprint(_path(spec))
+    def fingerprint(self, spec: ImageFolderSpec) -> str:
+        return imagefolder.folder_fingerprint(spec.path)
 
-    def decode(self, spec: DatasetSpec) -> ImageDataset:
-        return imagefolder.load_image_folder(_path(spec), spec.image_size)
+    def decode(self, spec: ImageFolderSpec) -> ImageDataset:
+        return imagefolder.load_image_folder(spec.path, spec.image_size)
 
 
-class ArchiveSource(DatasetSource):
-    """A zip or tar archive of an image folder, keyed by the archive's bytes."""
+class ArchiveSource(DatasetSource[ArchiveSpec]):
+    """A zip or tar archive of an image folder or a manifest, keyed by the archive's bytes."""
 
-    def fingerprint(self, spec: DatasetSpec) -> str:
+    def fingerprint(self, spec: ArchiveSpec) -> str:
         digest = hashlib.sha256()
         try:
-            with fsspec.open(_path(spec), "rb") as handle:
+            with fsspec.open(spec.path, "rb") as handle:
                 while chunk := handle.read(1 << 20):
                     digest.update(chunk)
         except FileNotFoundError as exc:
             raise DatasetError(f"archive {spec.path!r} does not exist") from exc
         return digest.hexdigest()
 
-    def decode(self, spec: DatasetSpec) -> ImageDataset:
-        with archive.extracted_archive(_path(spec)) as root:
+    def decode(self, spec: ArchiveSpec) -> ImageDataset:
+        with archive.extracted_archive(spec.path) as root:
+            table = manifest.find_manifest(root)
+            if table is not None:
+                return manifest.load_manifest(str(table), spec.image_size)
             return imagefolder.load_image_folder(str(root), spec.image_size)
 
 
-class TorchvisionSource(DatasetSource):
+class ManifestSource(DatasetSource[ManifestSpec]):
+    """A CSV or Parquet manifest of image files, labels, groups and splits."""
+
+    def fingerprint(self, spec: ManifestSpec) -> str:
+        return manifest.manifest_fingerprint(spec.path)
+
+    def decode(self, spec: ManifestSpec) -> ImageDataset:
+        return manifest.load_manifest(spec.path, spec.image_size)
+
+
+class TorchvisionSource(DatasetSource[TorchvisionSpec]):
     """CIFAR10/100, SVHN, MNIST, FashionMNIST from their on-disk formats."""
 
-    def fingerprint(self, spec: DatasetSpec) -> str:
+    def fingerprint(self, spec: TorchvisionSpec) -> str:
         return torchvision_sources.torchvision_fingerprint(spec)
 
-    def decode(self, spec: DatasetSpec) -> ImageDataset:
+    def decode(self, spec: TorchvisionSpec) -> ImageDataset:
         return torchvision_sources.load_torchvision(spec)
 
 
-class FontsSource(DatasetSource):
+class FontsSource(DatasetSource[FontsSpec]):
     """Characters rendered in the machine's fonts."""
 
-    def fingerprint(self, spec: DatasetSpec) -> str:
+    def fingerprint(self, spec: FontsSpec) -> str:
         return fonts.fonts_fingerprint(spec)
 
-    def decode(self, spec: DatasetSpec) -> ImageDataset:
+    def decode(self, spec: FontsSpec) -> ImageDataset:
         return fonts.load_fonts(spec)
 
 
-SOURCES: dict[str, DatasetSource] = {
+# Keyed by the spec's ``source``; each source receives only its own kind of spec.
+SOURCES: dict[str, DatasetSource[Any]] = {
     "digits": DigitsSource(),
     "synthetic": SyntheticSource(),
     "imagefolder": ImageFolderSource(),
     "archive": ArchiveSource(),
+    "manifest": ManifestSource(),
     "torchvision": TorchvisionSource(),
     "fonts": FontsSource(),
 }
@@ -120,6 +148,7 @@ def _decode(spec: DatasetSpec) -> ImageDataset:
             ds.classes,
             groups=ds.groups,
             group_names=ds.group_names,
+            splits=ds.splits,
         )
     return ds
 

@@ -1,68 +1,196 @@
-"""The description of a dataset, as a search spec or the REST API carries it."""
+"""The description of a dataset, as a search spec or the REST API carries it.
+
+`DatasetSpec` is a union discriminated on ``source``: one model per kind of dataset, each with
+only the fields that kind reads. The wire format is the one of the single record used before
+(``{"source": "fonts", "characters": "ABC"}``); specs stored by that record carried every
+source's fields, so a field of another source is accepted while it holds that record's default
+(and dropped), and refused otherwise.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-Source = Literal["digits", "imagefolder", "archive", "torchvision", "synthetic", "fonts"]
 TorchvisionName = Literal["CIFAR10", "CIFAR100", "SVHN", "MNIST", "FashionMNIST"]
+PathField = Annotated[str, Field(min_length=1, max_length=4096)]
+ImageSize = Annotated[int | None, Field(ge=8, le=512)]
+
+# The defaults of the single record every spec was before the union (see the module docstring).
+_LEGACY_DEFAULTS: dict[str, Any] = {
+    "path": None,
+    "name": None,
+    "split": "train",
+    "download": False,
+    "num_classes": 4,
+    "per_class": 64,
+    "size": 32,
+    "channels": 3,
+    "characters": "0123456789",
+    "per_font": 8,
+    "seed": 0,
+}
 
 
-class DatasetSpec(BaseModel):
-    """Where a dataset comes from and how to decode it.
+class _SourceSpec(BaseModel):
+    """What every source's spec shares.
 
-    Attributes:
-        source: ``digits`` (scikit-learn's bundled digits at 32x32), ``imagefolder`` (a
-            directory of class folders), ``archive`` (a zip or tar of such a directory),
-            ``torchvision`` (CIFAR10, CIFAR100, SVHN, MNIST, FashionMNIST in their on-disk
-            formats), ``synthetic`` (seeded random-pattern classes) or ``fonts`` (characters
-            rendered in the machine's typefaces, grouped by font).
-        path: local path or fsspec URL of the folder (imagefolder), the archive file
-            (archive), the root folder of the files (torchvision) or a folder of font files
-            (fonts, optional: the system font folders otherwise).
-        name: torchvision dataset name.
-        split: torchvision split (``extra`` exists for SVHN only).
-        download: let torchvision sources download missing files.
-        image_size: resize every image to this square size; for image folders with mixed
-            sizes and no ``image_size``, the most common size is used.
-        num_classes: synthetic: number of classes.
-        per_class: synthetic: images per class.
-        size: synthetic and fonts: side of the generated images.
-        channels: synthetic: 1 or 3.
-        characters: fonts: one class per character.
-        per_font: fonts: renderings of each character in each font.
-        seed: synthetic and fonts: generator seed.
+    Every source also has ``image_size``: resize every image to this square size (for image
+    folders with mixed sizes and no ``image_size``, the most common size is used). It is
+    declared after ``source`` in each model so that dumps start with the source.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Source
-    path: str | None = Field(default=None, min_length=1, max_length=4096)
-    name: TorchvisionName | None = None
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_legacy_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        own = cls.model_fields
+        return {
+            key: value
+            for key, value in data.items()
+            if key in own or key not in _LEGACY_DEFAULTS or value != _LEGACY_DEFAULTS[key]
+        }
+
+
+class DigitsSpec(_SourceSpec):
+    """scikit-learn's bundled handwritten digits, rendered 32x32."""
+
+    source: Literal["digits"] = "digits"
+    image_size: ImageSize = None
+
+
+class ImageFolderSpec(_SourceSpec):
+    """A folder of class folders, or of ``train/``, ``val/`` (and ``test/``) split folders.
+
+    Attributes:
+        path: local path or fsspec URL of the folder.
+    """
+
+    source: Literal["imagefolder"] = "imagefolder"
+    image_size: ImageSize = None
+    path: PathField
+
+
+class ArchiveSpec(_SourceSpec):
+    """A zip or tar archive of an image folder, or of a manifest and its images.
+
+    Attributes:
+        path: local path or fsspec URL of the archive file.
+    """
+
+    source: Literal["archive"] = "archive"
+    image_size: ImageSize = None
+    path: PathField
+
+
+class ManifestSpec(_SourceSpec):
+    """A CSV or Parquet table of image files (``path``, ``label``, optional ``group``, ``split``).
+
+    Attributes:
+        path: local path or fsspec URL of the manifest; the image paths it lists are relative
+            to its folder.
+    """
+
+    source: Literal["manifest"] = "manifest"
+    image_size: ImageSize = None
+    path: PathField
+
+
+class TorchvisionSpec(_SourceSpec):
+    """CIFAR10, CIFAR100, SVHN, MNIST or FashionMNIST in their on-disk formats.
+
+    Attributes:
+        path: root folder of the files.
+        name: the dataset.
+        split: which split to read (``extra`` exists for SVHN only).
+        download: let torchvision download missing files.
+    """
+
+    source: Literal["torchvision"] = "torchvision"
+    image_size: ImageSize = None
+    path: PathField
+    name: TorchvisionName
     split: Literal["train", "test", "extra"] = "train"
     download: bool = False
-    image_size: int | None = Field(default=None, ge=8, le=512)
+
+    @model_validator(mode="after")
+    def _check_split(self) -> TorchvisionSpec:
+        if self.split == "extra" and self.name != "SVHN":
+            raise ValueError(f"split 'extra' exists for SVHN only, not {self.name}")
+        return self
+
+
+class SyntheticSpec(_SourceSpec):
+    """Seeded random-pattern classes.
+
+    Attributes:
+        num_classes: number of classes.
+        per_class: images per class.
+        size: side of the generated images.
+        channels: 1 or 3.
+        seed: generator seed.
+    """
+
+    source: Literal["synthetic"] = "synthetic"
+    image_size: ImageSize = None
     num_classes: int = Field(default=4, ge=2, le=100)
     per_class: int = Field(default=64, ge=1, le=10_000)
     size: int = Field(default=32, ge=8, le=256)
     channels: Literal[1, 3] = 3
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class FontsSpec(_SourceSpec):
+    """Characters rendered in the machine's typefaces, grouped by typeface.
+
+    Attributes:
+        path: a folder of font files (optional: the system font folders otherwise).
+        size: side of the rendered images.
+        characters: one class per character.
+        per_font: renderings of each character in each font.
+        seed: generator seed.
+    """
+
+    source: Literal["fonts"] = "fonts"
+    image_size: ImageSize = None
+    path: PathField | None = None
+    size: int = Field(default=32, ge=8, le=256)
     characters: str = Field(default="0123456789", min_length=2, max_length=62)
     per_font: int = Field(default=8, ge=1, le=1000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")
-    def _check_source_fields(self) -> DatasetSpec:
-        if self.source in ("imagefolder", "archive", "torchvision") and not self.path:
-            raise ValueError(f"source {self.source!r} needs a path")
-        if self.source == "torchvision":
-            if self.name is None:
-                raise ValueError("source 'torchvision' needs a name (CIFAR10, CIFAR100, ...)")
-            if self.split == "extra" and self.name != "SVHN":
-                raise ValueError(f"split 'extra' exists for SVHN only, not {self.name}")
-        elif self.name is not None:
-            raise ValueError(f"name is only used by the torchvision source, not {self.source!r}")
-        if self.source == "fonts" and len(set(self.characters)) != len(self.characters):
+    def _check_characters(self) -> FontsSpec:
+        if len(set(self.characters)) != len(self.characters):
             raise ValueError("characters must not repeat")
         return self
+
+
+DatasetSpec = Annotated[
+    DigitsSpec
+    | ImageFolderSpec
+    | ArchiveSpec
+    | ManifestSpec
+    | TorchvisionSpec
+    | SyntheticSpec
+    | FontsSpec,
+    Field(discriminator="source"),
+]
+"""Where a dataset comes from and how to decode it: one model per ``source``."""
+
+_ADAPTER: TypeAdapter[DatasetSpec] = TypeAdapter(
+    DatasetSpec, config=ConfigDict(title="DatasetSpec")
+)
+
+
+def parse_dataset_spec(data: Any) -> DatasetSpec:
+    """Validate a dataset spec given as a mapping (e.g. ``{"source": "digits"}``).
+
+    Raises:
+        pydantic.ValidationError: an unknown source, a missing or foreign field.
+    """
+    return _ADAPTER.validate_python(data)

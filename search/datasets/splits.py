@@ -1,11 +1,12 @@
-"""Seeded splits: stratified train/validation, reduced training subsets, k folds, group splits."""
+"""Seeded splits: stratified train/validation, reduced training subsets, k folds, group splits,
+and the parts the user fixed."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from search.datasets.dataset import DatasetError, ImageDataset
+from search.datasets.dataset import SPLIT_CODES, DatasetError, ImageDataset
 
 
 def _class_indices(ds: ImageDataset, rng: np.random.Generator) -> list[np.ndarray]:
@@ -112,3 +113,24 @@ def group_split(
     held = np.random.default_rng(seed).permutation(unique)[:n_test]
     mask = np.isin(gids.numpy(), held)
     return _take(ds, [np.flatnonzero(~mask)]), _take(ds, [np.flatnonzero(mask)])
+
+
+def fixed_splits(
+    ds: ImageDataset,
+) -> tuple[ImageDataset, ImageDataset | None, ImageDataset | None]:
+    """The (train, validation, test) parts the user fixed with ``ds.splits``.
+
+    A part the user gave no image is None; without split tags (or with training images only)
+    the training part is ``ds`` itself.
+    """
+    if ds.splits is None:
+        return ds, None, None
+    codes = ds.splits.numpy()
+    train, val, test = (np.flatnonzero(codes == SPLIT_CODES[name]) for name in SPLIT_CODES)
+    if len(train) == len(ds):
+        return ds, None, None
+    return (
+        _take(ds, [train]),
+        _take(ds, [val]) if len(val) else None,
+        _take(ds, [test]) if len(test) else None,
+    )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from search.datasets.dataset import DatasetError, ImageDataset, make_dataset
-from search.datasets.spec import DatasetSpec
+from search.datasets.spec import TorchvisionSpec
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer",
@@ -62,13 +62,11 @@ def _idx_files(root: Path, name: str, split: str) -> list[Path]:
     return found
 
 
-def _root_and_name(spec: DatasetSpec) -> tuple[Path, str]:
-    if spec.path is None or spec.name is None:
-        raise DatasetError("a torchvision dataset needs a path and a name")
+def _root_and_name(spec: TorchvisionSpec) -> tuple[Path, str]:
     return Path(spec.path), spec.name
 
 
-def source_files(spec: DatasetSpec) -> list[Path]:
+def source_files(spec: TorchvisionSpec) -> list[Path]:
     """The files a torchvision spec reads (which may not exist yet)."""
     root, name = _root_and_name(spec)
     if name in _CIFAR_DIRS:
@@ -80,7 +78,7 @@ def source_files(spec: DatasetSpec) -> list[Path]:
     return _idx_files(root, name, spec.split)
 
 
-def _download(spec: DatasetSpec) -> None:
+def _download(spec: TorchvisionSpec) -> None:
     # Imported here: the download helpers are only needed where a network exists.
     from torchvision.datasets import MNIST, SVHN, FashionMNIST
     from torchvision.datasets.utils import download_and_extract_archive, download_url
@@ -98,7 +96,7 @@ def _download(spec: DatasetSpec) -> None:
             download_and_extract_archive(source.mirrors[0] + filename, raw, md5=md5)
 
 
-def ensure_files(spec: DatasetSpec) -> list[Path]:
+def ensure_files(spec: TorchvisionSpec) -> list[Path]:
     """Return the source files, downloading them first when allowed and missing."""
     files = source_files(spec)
     missing = [f for f in files if not f.is_file()]
@@ -167,7 +165,7 @@ def _read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def load_torchvision(spec: DatasetSpec) -> ImageDataset:
+def load_torchvision(spec: TorchvisionSpec) -> ImageDataset:
     """Decode a torchvision dataset from its files (see the module docstring)."""
     files = ensure_files(spec)
     name = spec.name
@@ -190,7 +188,7 @@ def load_torchvision(spec: DatasetSpec) -> ImageDataset:
     return make_dataset(images, labels, classes)
 
 
-def torchvision_fingerprint(spec: DatasetSpec) -> str:
+def torchvision_fingerprint(spec: TorchvisionSpec) -> str:
     """Fingerprint of the files read: path, size and modification time."""
     rows = []
     for f in ensure_files(spec):

@@ -119,9 +119,9 @@ class PreviewCache:
 
 def load_images(dataset_spec: dict[str, Any], settings: Settings) -> Any:
     """Decode (or read from the decoded cache) the dataset a search ran on."""
-    from search.datasets import DatasetError, DatasetSpec, load_dataset
+    from search.datasets import DatasetError, load_dataset, parse_dataset_spec
 
     try:
-        return load_dataset(DatasetSpec.model_validate(dataset_spec), settings.data_dir / "cache")
+        return load_dataset(parse_dataset_spec(dataset_spec), settings.data_dir / "cache")
     except (DatasetError, ValueError, OSError) as exc:
         raise InvalidInput(f"cannot load the dataset for the preview: {exc}") from exc

@@ -47,13 +47,21 @@ _UPLOAD_SCHEMA = {
 def register_dataset(
     body: DatasetCreate, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> DatasetRead:
-    """Register ``digits``, a torchvision dataset or a server ImageFolder path, decoding it once."""
+    """Register ``digits``, a torchvision dataset, a server ImageFolder path or a manifest.
+
+    The dataset is decoded once. Splits the user fixed (``train/``, ``val/``, ``test/``
+    folders, a manifest's ``split`` column) are kept for every search on it.
+    """
     return DatasetRead.model_validate(service.register(session, body, user, settings))
 
 
 @router.post("/upload", status_code=201, openapi_extra=_UPLOAD_SCHEMA)
 async def upload_dataset(request: Request, runtime: RuntimeDep, user: Caller) -> DatasetRead:
-    """Register an uploaded zip/tar archive of an ImageFolder tree (multipart field ``file``).
+    """Register an uploaded zip/tar archive (multipart field ``file``).
+
+    The archive holds an ImageFolder tree (class folders, or ``train/``, ``val/`` and optional
+    ``test/`` folders of class folders) or a ``manifest.csv``/``manifest.parquet`` with the
+    images it lists.
 
     The caller is authenticated before the body is read; ``service.limits`` refuses a body
     over ``max_upload_bytes`` with 413 while it streams in.

@@ -14,11 +14,13 @@ class DatasetCreate(BaseModel):
     """Register a dataset already reachable by the server (uploads use the multipart route).
 
     ``source`` picks the kind: ``digits`` (built in), ``torchvision`` (with ``dataset``),
-    or ``path`` (an ImageFolder directory under an allowed root, with ``path``).
+    ``path`` (an ImageFolder directory under an allowed root, with ``path``; ``train/`` and
+    ``val/`` split folders are kept as given) or ``manifest`` (a CSV or Parquet manifest under
+    an allowed root, with ``path``).
     """
 
     model_config = ConfigDict(extra="forbid")
-    source: Literal["digits", "torchvision", "path"]
+    source: Literal["digits", "torchvision", "path", "manifest"]
     name: str | None = Field(default=None, min_length=1, max_length=200)
     dataset: Literal["CIFAR10", "CIFAR100", "SVHN", "MNIST", "FashionMNIST"] | None = None
     path: str | None = Field(default=None, min_length=1, max_length=4096)
@@ -29,14 +31,14 @@ class DatasetCreate(BaseModel):
     def _fields_match_source(self) -> DatasetCreate:
         if self.source == "torchvision" and self.dataset is None:
             raise ValueError("source 'torchvision' needs 'dataset' (e.g. 'CIFAR10')")
-        if self.source == "path" and self.path is None:
-            raise ValueError("source 'path' needs 'path'")
+        if self.source in ("path", "manifest") and self.path is None:
+            raise ValueError(f"source {self.source!r} needs 'path'")
         if self.source != "torchvision" and self.dataset is not None:
             raise ValueError("'dataset' is only for source 'torchvision'")
         if self.source != "torchvision" and self.download:
             raise ValueError("'download' is only for source 'torchvision'")
-        if self.source != "path" and self.path is not None:
-            raise ValueError("'path' is only for source 'path'")
+        if self.source not in ("path", "manifest") and self.path is not None:
+            raise ValueError("'path' is only for sources 'path' and 'manifest'")
         return self
 
 

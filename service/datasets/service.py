@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from search.datasets import ImageDataset
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+MANIFEST_SUFFIXES = (".csv", ".parquet")
 SAMPLES_PER_CLASS = 8
 MAX_GRID_CLASSES = 20
 
@@ -61,14 +62,8 @@ def _outside(link: Path, root: Path) -> bool:
     return not (target == root or target.is_relative_to(root))
 
 
-def resolve_server_path(raw: str, settings: Settings) -> Path:
-    """Resolve a server path and require it, and every link inside it, to stay under a root.
-
-    Raises:
-        Forbidden: if no roots are configured, or the real path (``..`` and symbolic links
-            resolved) escapes them, or a link inside the folder points out of its root.
-        InvalidInput: if the path is not a directory.
-    """
+def _real_under_root(raw: str, settings: Settings) -> tuple[Path, Path]:
+    """The real path (``..`` and links resolved) and the allowed root it lies under."""
     if not settings.allowed_dataset_roots:
         raise Forbidden("no dataset roots are configured (AUGSEARCH_ALLOWED_DATASET_ROOTS)")
     if "\x00" in raw or "://" in raw:
@@ -77,9 +72,38 @@ def resolve_server_path(raw: str, settings: Settings) -> Path:
     root = _root_of(real, settings)
     if root is None:
         raise Forbidden(f"path {raw!r} is outside the allowed dataset roots")
+    return real, root
+
+
+def resolve_server_path(raw: str, settings: Settings) -> Path:
+    """Resolve a server path and require it, and every link inside it, to stay under a root.
+
+    Raises:
+        Forbidden: if no roots are configured, or the real path (``..`` and symbolic links
+            resolved) escapes them, or a link inside the folder points out of its root.
+        InvalidInput: if the path is not a directory.
+    """
+    real, root = _real_under_root(raw, settings)
     if not real.is_dir():
         raise InvalidInput(f"path {raw!r} is not a directory")
     _refuse_links_out(real, root, raw)
+    return real
+
+
+def resolve_manifest_path(raw: str, settings: Settings) -> Path:
+    """Resolve a manifest file by the rules of `resolve_server_path`, applied to its folder.
+
+    The image paths a manifest lists are relative to its folder; ``search.datasets`` checks
+    each of them to stay inside it.
+
+    Raises:
+        Forbidden: as `resolve_server_path`.
+        InvalidInput: if the path is not a .csv or .parquet file.
+    """
+    real, root = _real_under_root(raw, settings)
+    if not (real.is_file() and real.name.lower().endswith(MANIFEST_SUFFIXES)):
+        raise InvalidInput(f"path {raw!r} is not a manifest file ({', '.join(MANIFEST_SUFFIXES)})")
+    _refuse_links_out(real.parent, root, raw)
     return real
 
 
@@ -98,17 +122,21 @@ def _spec_for(body: DatasetCreate, user: User, settings: Settings) -> dict[str, 
     else:
         if not user.is_admin:
             raise Forbidden("only admins may register server paths")
-        spec.update(source="imagefolder", path=str(resolve_server_path(body.path or "", settings)))
+        raw = body.path or ""
+        if body.source == "manifest":
+            spec.update(source="manifest", path=str(resolve_manifest_path(raw, settings)))
+        else:
+            spec.update(source="imagefolder", path=str(resolve_server_path(raw, settings)))
     if body.image_size is not None:
         spec["image_size"] = body.image_size
     return spec
 
 
 def _decode(spec: dict[str, Any], settings: Settings) -> ImageDataset:
-    from search.datasets import DatasetError, DatasetSpec, load_dataset
+    from search.datasets import DatasetError, load_dataset, parse_dataset_spec
 
     try:
-        parsed = DatasetSpec.model_validate(spec)
+        parsed = parse_dataset_spec(spec)
         return load_dataset(parsed, cache_dir=settings.data_dir / "cache")
     except (DatasetError, ValueError, OSError) as exc:
         raise InvalidInput(f"cannot load dataset: {exc}") from exc
@@ -128,7 +156,9 @@ def register(session: Session, body: DatasetCreate, user: User, settings: Settin
     """Validate, decode (slow: callers run this in a worker thread) and store a dataset."""
     spec = _spec_for(body, user, settings)
     data = _decode(spec, settings)
-    default_name = body.dataset or Path(spec.get("path", "digits")).name
+    path = Path(spec.get("path", "digits"))
+    # A manifest is often just "manifest.csv": its folder names the dataset better.
+    default_name = body.dataset or (path.parent.name if body.source == "manifest" else path.name)
     dataset = Dataset(
         owner_id=user.id, name=body.name or default_name, source=spec["source"], spec=spec
     )

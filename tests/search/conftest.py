@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.datasets import DatasetSpec, ImageDataset, load_dataset, stratified_split
+from search.datasets import (
+    DigitsSpec,
+    ImageDataset,
+    SyntheticSpec,
+    load_dataset,
+    stratified_split,
+)
 
 FolderWriter = Callable[..., Path]
 
@@ -17,13 +23,13 @@ FolderWriter = Callable[..., Path]
 @pytest.fixture(scope="session")
 def digits() -> ImageDataset:
     """scikit-learn's digits at 32x32 (1797 images, 10 classes, 1 channel)."""
-    return load_dataset(DatasetSpec(source="digits"))
+    return load_dataset(DigitsSpec())
 
 
 @pytest.fixture(scope="session")
 def digits_small(digits: ImageDataset) -> tuple[ImageDataset, ImageDataset]:
     """A fast (train, validation) pair of digits at 16x16: 600 training, 300 validation."""
-    small = load_dataset(DatasetSpec(source="digits", image_size=16))
+    small = load_dataset(DigitsSpec(image_size=16))
     train, val = stratified_split(small, val_fraction=0.2, seed=0, train_size=600)
     return train, val.subset(range(300))
 
@@ -31,9 +37,7 @@ def digits_small(digits: ImageDataset) -> tuple[ImageDataset, ImageDataset]:
 @pytest.fixture(scope="session")
 def tiny_synthetic() -> ImageDataset:
     """Three RGB pattern classes of 24 images each, 16x16."""
-    return load_dataset(
-        DatasetSpec(source="synthetic", num_classes=3, per_class=24, size=16, channels=3, seed=1)
-    )
+    return load_dataset(SyntheticSpec(num_classes=3, per_class=24, size=16, channels=3, seed=1))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from search.datasets import DatasetError, DatasetSpec, load_dataset
+from search.datasets import ArchiveSpec, DatasetError, ImageFolderSpec, load_dataset
 from search.datasets.archive import extract_archive
 
 FolderWriter = Callable[..., Path]
@@ -39,8 +39,8 @@ def _zip_folder(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def _archive_spec(path: Path) -> DatasetSpec:
-    return DatasetSpec(source="archive", path=str(path))
+def _archive_spec(path: Path) -> ArchiveSpec:
+    return ArchiveSpec(path=str(path))
 
 
 def test_zip_of_wrapped_folder_matches_the_folder(
@@ -48,7 +48,7 @@ def test_zip_of_wrapped_folder_matches_the_folder(
 ) -> None:
     archive = _zip_folder(folder, tmp_path / "set.zip")
     ds = load_dataset(_archive_spec(archive))
-    direct = load_dataset(DatasetSpec(source="imagefolder", path=str(folder)))
+    direct = load_dataset(ImageFolderSpec(path=str(folder)))
     assert ds.classes == ["cat", "dog"] and ds.content_hash == direct.content_hash
     assert list(private_tempdir.iterdir()) == []
 

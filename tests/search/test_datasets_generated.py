@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from search.datasets import DatasetError, DatasetSpec, ImageDataset, group_split, load_dataset
+from search.datasets import (
+    DatasetError,
+    DigitsSpec,
+    FontsSpec,
+    ImageDataset,
+    SyntheticSpec,
+    group_split,
+    load_dataset,
+)
 from search.datasets.fonts import find_font_files
 
 
@@ -20,12 +28,12 @@ def test_digits_is_32px_grey_with_ten_classes(digits: ImageDataset) -> None:
 
 
 def test_image_size_resizes_any_source() -> None:
-    ds = load_dataset(DatasetSpec(source="digits", image_size=16))
+    ds = load_dataset(DigitsSpec(image_size=16))
     assert ds.image_size == (16, 16) and len(ds) == 1797
 
 
 def test_synthetic_is_seeded() -> None:
-    spec = DatasetSpec(source="synthetic", num_classes=3, per_class=5, size=12, channels=1)
+    spec = SyntheticSpec(num_classes=3, per_class=5, size=12, channels=1)
     a, b = load_dataset(spec), load_dataset(spec)
     other = load_dataset(spec.model_copy(update={"seed": 9}))
     assert a.content_hash == b.content_hash != other.content_hash
@@ -42,7 +50,7 @@ def test_fonts_keep_the_typeface_as_group(tmp_path: Path) -> None:
         pytest.skip("this machine has fewer than 5 font files")
     for f in fonts:
         shutil.copy(f, tmp_path / f.name)
-    spec = DatasetSpec(source="fonts", path=str(tmp_path), characters="0123", per_font=3, seed=4)
+    spec = FontsSpec(path=str(tmp_path), characters="0123", per_font=3, seed=4)
     ds = load_dataset(spec)
     assert ds.groups is not None and len(ds.group_names) == len(fonts)
     assert len(ds) == len(fonts) * 4 * 3 and ds.channels == 1 and ds.image_size == (32, 32)
@@ -54,7 +62,7 @@ def test_fonts_keep_the_typeface_as_group(tmp_path: Path) -> None:
 
 
 def test_fonts_fall_back_to_the_builtin_font(tmp_path: Path) -> None:
-    ds = load_dataset(DatasetSpec(source="fonts", path=str(tmp_path), characters="AB", per_font=2))
+    ds = load_dataset(FontsSpec(path=str(tmp_path), characters="AB", per_font=2))
     assert ds.group_names[0].startswith("default-") and len(ds.group_names) == 4
     a, b = ds.images[ds.labels == 0].float(), ds.images[ds.labels == 1].float()
     assert a.sum() > 0 and not torch.equal(a, b)
@@ -62,7 +70,7 @@ def test_fonts_fall_back_to_the_builtin_font(tmp_path: Path) -> None:
 
 def test_fonts_need_an_existing_folder(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="font folder"):
-        load_dataset(DatasetSpec(source="fonts", path=str(tmp_path / "none")))
+        load_dataset(FontsSpec(path=str(tmp_path / "none")))
 
 
 def test_group_split_needs_groups(digits: ImageDataset) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from search.datasets import DatasetError, DatasetSpec, load_dataset
+from search.datasets import DatasetError, ImageFolderSpec, load_dataset
 from search.datasets.cache import cache_path
 from search.datasets.dataset import content_hash
 from search.datasets.loader import cache_key
@@ -21,8 +21,8 @@ from search.datasets.loader import cache_key
 FolderWriter = Callable[..., Path]
 
 
-def _spec(root: Path, **kw: object) -> DatasetSpec:
-    return DatasetSpec(source="imagefolder", path=str(root), **kw)  # type: ignore[arg-type]
+def _spec(root: Path, **kw: object) -> ImageFolderSpec:
+    return ImageFolderSpec(path=str(root), **kw)  # type: ignore[arg-type]
 
 
 def test_grey_folder_decodes_exactly(tmp_path: Path, write_folder: FolderWriter) -> None:
@@ -109,7 +109,7 @@ def test_fsspec_memory_filesystem(write_folder: FolderWriter, tmp_path: Path) ->
     fs = fsspec.filesystem("memory")
     for f in sorted(local.rglob("*.png")):
         fs.pipe(f"/remote-set/{f.parent.name}/{f.name}", f.read_bytes())
-    remote = load_dataset(DatasetSpec(source="imagefolder", path="memory://remote-set"))
+    remote = load_dataset(ImageFolderSpec(path="memory://remote-set"))
     assert remote.content_hash == load_dataset(_spec(local)).content_hash
     fs.rm("/remote-set", recursive=True)
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from scipy.io import savemat  # scikit-learn depends on scipy
 
-from search.datasets import DatasetError, DatasetSpec, load_dataset
+from search.datasets import DatasetError, TorchvisionSpec, load_dataset, parse_dataset_spec
 
 
-def _spec(root: Path, name: str, split: str = "train") -> DatasetSpec:
-    return DatasetSpec(source="torchvision", path=str(root), name=name, split=split)  # type: ignore[arg-type]
+def _spec(root: Path, name: str, split: str = "train") -> TorchvisionSpec:
+    return TorchvisionSpec(path=str(root), name=name, split=split)  # type: ignore[arg-type]
 
 
 def _cifar_records(rng: np.random.Generator, n: int, label_bytes: list[np.ndarray]) -> bytes:
@@ -132,13 +132,15 @@ def test_missing_files_name_themselves_and_the_download_flag(tmp_path: Path) -> 
 
 
 def test_spec_rules() -> None:
-    with pytest.raises(pydantic.ValidationError, match="needs a name"):
-        DatasetSpec(source="torchvision", path="/data")
+    with pytest.raises(pydantic.ValidationError, match=r"torchvision\.name\s+Field required"):
+        parse_dataset_spec({"source": "torchvision", "path": "/data"})
     with pytest.raises(pydantic.ValidationError, match="SVHN only"):
-        DatasetSpec(source="torchvision", path="/data", name="CIFAR10", split="extra")
-    with pytest.raises(pydantic.ValidationError, match="needs a path"):
-        DatasetSpec(source="imagefolder")
+        parse_dataset_spec(
+            {"source": "torchvision", "path": "/data", "name": "CIFAR10", "split": "extra"}
+        )
+    with pytest.raises(pydantic.ValidationError, match=r"imagefolder\.path\s+Field required"):
+        parse_dataset_spec({"source": "imagefolder"})
     with pytest.raises(pydantic.ValidationError, match="Extra inputs"):
-        DatasetSpec(source="digits", colour="yes")  # type: ignore[call-arg]
-    with pytest.raises(pydantic.ValidationError):
-        DatasetSpec(source="MNIST")  # type: ignore[arg-type]
+        parse_dataset_spec({"source": "digits", "colour": "yes"})
+    with pytest.raises(pydantic.ValidationError, match="does not match any of the expected tags"):
+        parse_dataset_spec({"source": "MNIST"})

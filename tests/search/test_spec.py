@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from search.datasets import DatasetSpec
+from search.datasets import DigitsSpec
 from search.spec import DEFAULT_BASELINES, FINAL_EPOCHS_FACTOR, SearchSpec
 from search.trainer import TrainerRecipe
 
@@ -17,7 +17,7 @@ def _spec(**kw: Any) -> SearchSpec:
 
 
 def test_defaults_fill_final_recipe_and_baselines() -> None:
-    spec = SearchSpec(dataset=DatasetSpec(source="digits"), recipe=TrainerRecipe(epochs=4))
+    spec = SearchSpec(dataset=DigitsSpec(), recipe=TrainerRecipe(epochs=4))
     assert spec.final.epochs == 4 * FINAL_EPOCHS_FACTOR
     assert spec.final.arch == spec.recipe.arch
     assert tuple(spec.baselines) == DEFAULT_BASELINES
