@@ -48,18 +48,21 @@ def test_queued_search_gets_its_study_and_passes_are_idempotent(
     assert reconciler.run_once() == 1
     study = _study(runtime, sid)
     assert study.user_attrs["state"] == "open"
-    assert len(study.trials) == 2  # the two baselines, waiting for a worker
+    # The two baselines and RandAugment(2, 9) as the first search trial, waiting for a worker.
+    assert len(study.trials) == 3
     for _ in range(2):
         reconciler.run_once()
-    assert len(_study(runtime, sid).trials) == 2
+    assert len(_study(runtime, sid).trials) == 3
     search = client.get(f"/api/v1/searches/{sid}").json()
     assert search["state"] == "running" and search["started_at"] is not None
-    assert search["progress"]["waiting"] == 2
+    assert search["progress"]["waiting"] == 3
     assert set(search["progress"]["baselines"]) == {"none", "randaugment-2-9"}
     trials = client.get(f"/api/v1/searches/{sid}/trials").json()
-    assert trials["total"] == 2
-    assert {t["baseline"] for t in trials["items"]} == {"none", "randaugment-2-9"}
-    assert all(t["state"] == "WAITING" and t["role"] == "baseline" for t in trials["items"])
+    assert trials["total"] == 3
+    items = trials["items"]
+    assert [t["role"] for t in items] == ["baseline", "baseline", "search"]
+    assert {t["baseline"] for t in items[:2]} == {"none", "randaugment-2-9"}
+    assert all(t["state"] == "WAITING" for t in items)
     assert trials["items"][0]["policy"]["schema_version"] == 1
 
 
@@ -77,7 +80,7 @@ def test_cancel_closes_the_study_and_resume_reopens_it(
     reconciler.run_once()
     assert _study(runtime, sid).user_attrs["state"] == "open"
     assert client.get(f"/api/v1/searches/{sid}").json()["state"] == "running"
-    assert len(_study(runtime, sid).trials) == 2  # resuming enqueues nothing twice
+    assert len(_study(runtime, sid).trials) == 3  # resuming enqueues nothing twice
 
 
 def test_deleting_a_finished_search_removes_its_study(
