@@ -18,7 +18,7 @@ from torch import nn
 from ops.policy import Policy, load_policy
 from search import lifecycle
 from search.checkpoints import load_checkpoint, load_model_card, make_artifact_store
-from search.fleet import run_worker
+from search.fleet import run_worker, threads_per_worker
 from search.models import build_model
 from search.spec import SearchSpec
 from search.worker import Worker
@@ -176,11 +176,12 @@ def _run_here(job: _Job) -> lifecycle.StudyStatus:
 
 def _run_processes(job: _Job, n_workers: int) -> lifecycle.StudyStatus:
     ctx = multiprocessing.get_context("spawn")
+    threads = threads_per_worker(n_workers) if job.device == "cpu" else None
     procs = [
         ctx.Process(
             target=run_worker,
             args=(job.storage_url, job.device, job.artifacts),
-            kwargs={**job.options, "name": f"run-{job.search_id}-{i}"},
+            kwargs={**job.options, "name": f"run-{job.search_id}-{i}", "torch_threads": threads},
         )
         for i in range(n_workers)
     ]
