@@ -173,6 +173,9 @@ class SearchSpec(BaseModel):
     Attributes:
         dataset: where the images come from.
         strategy: the search space (``trivialaugment`` and ``none`` evaluate one fixed policy).
+            The default, ``randaugment``, has a space small enough (N, M, magnitude noise and
+            the base crop/flip) for a budget of tens of trainings to cover it; a 30-dimensional
+            ``autoaugment`` space needs far more trials than that to beat random choices.
         n_trials: budget of search trainings: every search trial that starts training counts,
             whether it completes or is pruned, so a search always ends. Baselines and the
             final pick come on top (``len(baselines) + n_trials + final_pick.size`` trainings
@@ -205,8 +208,8 @@ class SearchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: DatasetSpec
-    strategy: StrategyName = "autoaugment"
-    n_trials: int = Field(default=20, ge=1, le=10_000)
+    strategy: StrategyName = "randaugment"
+    n_trials: int = Field(default=12, ge=1, le=10_000)
     num_sub_policies: int = Field(default=5, ge=1, le=25)
     recipe: TrainerRecipe = Field(default_factory=TrainerRecipe)
     final_recipe: TrainerRecipe | None = None
