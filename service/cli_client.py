@@ -43,11 +43,14 @@ def _call(url: str | None, token: str | None, fn: Any, *args: Any, **kwargs: Any
 
 @dataset_app.command("add")
 def dataset_add(
-    source: Annotated[str, typer.Argument(help="digits | torchvision | path | archive")],
+    source: Annotated[str, typer.Argument(help="digits | torchvision | path | manifest | archive")],
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     dataset: Annotated[str | None, typer.Option(help="torchvision dataset (CIFAR10...).")] = None,
     path: Annotated[
-        str | None, typer.Option(help="Server path (path) or local file (archive).")
+        str | None,
+        typer.Option(
+            help="Server folder (path), server CSV/Parquet (manifest) or local file (archive)."
+        ),
     ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -57,12 +60,14 @@ def dataset_add(
         if not path:
             raise _fail("source 'archive' needs --path to a local zip/tar file")
         result = _call(url, token, Client.upload_dataset, Path(path), name)
-    elif source in ("digits", "torchvision", "path"):
+    elif source in ("digits", "torchvision", "path", "manifest"):
         result = _call(
             url, token, Client.add_dataset, source, name=name, dataset=dataset, path=path
         )
     else:
-        raise _fail(f"unknown source {source!r}: use digits, torchvision, path or archive")
+        raise _fail(
+            f"unknown source {source!r}: use digits, torchvision, path, manifest or archive"
+        )
     console.print(f"dataset {result['id']}: {result['name']} ({result['num_images']} images)")
 
 
@@ -99,6 +104,37 @@ def _spec_from(
     return spec
 
 
+def progress_line(search: dict[str, Any]) -> tuple[str, int, int]:
+    """What the progress bar shows of a search: its description, trainings done and total.
+
+    The total is the budget of search trainings plus the final pick's; done counts the search
+    trainings started and the finals complete.
+    """
+    prog = search["progress"]
+    n_trials = int(prog.get("n_trials") or 0)
+    finals = int(prog.get("finals") or 0)
+    started = min(int(prog.get("budget_used", prog.get("complete")) or 0), n_trials)
+    finals_done = int(prog.get("finals_done") or 0)
+    parts = [f"search {search['id']} [{search['state']}]"]
+    if search["best_value"] is not None:
+        parts.append(f"best {search['best_value']:.4f}")
+    if prog.get("pruned"):
+        parts.append(f"pruned {prog['pruned']} ({prog.get('pruned_epochs', 0)} epochs)")
+    if prog.get("skipped"):
+        parts.append(f"skipped {prog['skipped']}")
+    if finals:
+        parts.append(f"final {finals_done}/{finals}")
+    if prog.get("eta_s") is not None and search["state"] not in FINAL_STATES:
+        parts.append(f"ETA {_eta_text(float(prog['eta_s']))}")
+    return " ".join(parts), started + finals_done, n_trials + finals
+
+
+def _eta_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def wait_for(
     url: str | None, token: str | None, search_id: int, poll_s: float = 2.0
 ) -> dict[str, Any]:
@@ -113,20 +149,35 @@ def wait_for(
         task = bar.add_task(f"search {search_id}", total=None)
         while True:
             search = _call(url, token, Client.search, search_id)
-            prog = search["progress"]
-            best = search["best_value"]
-            label = f"search {search_id} [{search['state']}]" + (
-                f" best {best:.4f}" if best is not None else ""
-            )
-            bar.update(
-                task,
-                total=prog.get("n_trials") or None,
-                completed=prog.get("complete", 0),
-                description=label,
-            )
+            label, done, total = progress_line(search)
+            bar.update(task, total=total or None, completed=done, description=label)
             if search["state"] in FINAL_STATES:
                 return dict(search)
             time.sleep(poll_s)
+
+
+def print_final_pick(search: dict[str, Any]) -> None:
+    """The final pick's table and verdict (nothing before the pick starts)."""
+    pick = search.get("final_pick")
+    if not pick:
+        return
+    table = Table("contender", "proxy", "final", "test", title="final pick")
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    for c in pick["contenders"]:
+        mark = " (served)" if c["winner"] else ""
+        table.add_row(c["label"] + mark, fmt(c["proxy_value"]), fmt(c["final_value"]),
+                      fmt(c["test_accuracy"]))  # fmt: skip
+    console.print(table)
+    if pick.get("kendall_tau") is not None:
+        console.print(f"Kendall tau of proxy vs final ranking: {pick['kendall_tau']:.2f}")
+    if pick.get("proxy_reliable") is False:
+        console.print(
+            "[yellow]the proxy's ranking did not hold at final fidelity; "
+            "the served policy won the final comparison[/yellow]"
+        )
 
 
 @search_app.command("start")
@@ -150,6 +201,7 @@ def search_start(
     if wait:
         final = wait_for(url, token, search["id"])
         console.print(f"search {final['id']} {final['state']}; best {final['best_value']}")
+        print_final_pick(final)
         if final["state"] != "completed":
             raise typer.Exit(code=1)
 
@@ -166,8 +218,9 @@ def search_list(
     for s in page["items"]:
         prog = s["progress"]
         best = "" if s["best_value"] is None else f"{s['best_value']:.4f}"
+        started = prog.get("budget_used", prog.get("complete", 0))
         table.add_row(str(s["id"]), s["name"], str(s["dataset_id"]), s["state"],
-                      f"{prog.get('complete', 0)}/{prog.get('n_trials', 0)}", best)  # fmt: skip
+                      f"{started}/{prog.get('n_trials', 0)}", best)  # fmt: skip
     console.print(table)
 
 

@@ -1,9 +1,9 @@
 """The reconciler: the background task that moves searches along their state machine.
 
 Every pass (on the leader only) it creates the studies of queued searches, reaps stale trials
-even when no worker is alive, advances studies (budget closed -> final training enqueued ->
-done), refreshes the trial summaries and progress, records the best policy and checkpoint of
-finished searches, and closes the studies of cancelled ones. Every step is idempotent and all
+even when no worker is alive, advances studies (budget spent -> final pick enqueued -> done),
+refreshes the trial summaries and progress (with the ETA, from the live workers and the
+dataset's size), records the final pick's winner (policy and checkpoint) of finished searches, and closes the studies of cancelled ones. Every step is idempotent and all
 state lives in the database, so a restarted or replaced leader carries on where it stopped.
 """
 
@@ -43,11 +43,24 @@ class Reconciler:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.leader = LeaderLock(runtime.engine, runtime.settings.data_dir / "reconciler.lock")
+        self._live_workers: int | None = None
+
+    def _count_live_workers(self) -> int | None:
+        """Workers seen recently (the ETA's parallelism), or None when the registry fails."""
+        from service.workers import repository as workers
+
+        window = max(60.0, 4 * self.runtime.settings.heartbeat_interval_s)
+        try:
+            return len(workers.recently_seen(self.runtime.storage, window))
+        except Exception:
+            log.warning("could not read the worker registry; the ETA assumes running trials")
+            return None
 
     def run_once(self) -> int:
         """One pass over the work list if this process leads; returns the searches handled."""
         if not self.leader.try_acquire():
             return 0
+        self._live_workers = self._count_live_workers()
         with self.runtime.transaction() as session:
             work = [
                 s.id for s in searches.in_states(session, ["queued", "running", "finalizing"])
@@ -107,7 +120,10 @@ class Reconciler:
         )
         trials = study.get_trials(deepcopy=False)
         refresh_trials(session, search.id, trials)
-        apply_status(search, status, trials)
+        apply_status(
+            search, status, trials, live_workers=self._live_workers,
+            dataset_images=searches.dataset_images(session, search),
+        )  # fmt: skip
         if search.state == SearchState.CANCELLED:
             return
         if status.state == lifecycle.FINALIZING and search.state == SearchState.RUNNING:

@@ -23,6 +23,7 @@ class TrialPoint:
         value: Final validation accuracy (None unless COMPLETE).
         epochs: Per-epoch validation accuracy.
         baseline: Preset name of a baseline trial.
+        contender: Label of the final pick's contender a final trial retrains.
     """
 
     number: int
@@ -31,6 +32,7 @@ class TrialPoint:
     value: float | None
     epochs: Sequence[float] = field(default_factory=tuple)
     baseline: str | None = None
+    contender: str | None = None
 
     @property
     def shown_value(self) -> float | None:
@@ -101,12 +103,16 @@ def trial_scatter(trials: Sequence[TrialPoint], baselines: dict[str, float | Non
                              "cx": round(x(trial.number), 1), "cy": round(y(point), 1), "r": 4.5,
                              "data_trial": trial.number, "data_value": point,
                              "data_role": trial.role, "data_state": trial.state,
-                             "data_baseline": trial.baseline},
-                  f"<title>trial {trial.number} ({escape(trial.role)}, {escape(trial.state)}): {point:.4f}</title>")  # fmt: skip
+                             "data_baseline": trial.baseline, "data_contender": trial.contender},
+                  f"<title>trial {trial.number} ({escape(_role_text(trial))}, {escape(trial.state)}): {point:.4f}</title>")  # fmt: skip
     if best:
         chart.polyline(best, class_="best-so-far",
                        data_values=",".join(f"{v:.6g}" for v in best_values))  # fmt: skip
     return chart.render()
+
+
+def _role_text(trial: TrialPoint) -> str:
+    return f"final of {trial.contender}" if trial.contender else trial.role
 
 
 def epoch_curves(trials: Sequence[TrialPoint]) -> str:
@@ -131,6 +137,7 @@ def epoch_curves(trials: Sequence[TrialPoint]) -> str:
         colour = SERIES_COLOURS[trial.number % len(SERIES_COLOURS)]
         chart.polyline(points, class_=f"curve role-{trial.role} state-{trial.state.lower()}",
                        stroke=colour, data_trial=trial.number, data_state=trial.state,
+                       data_contender=trial.contender,
                        data_epochs=",".join(f"{float(v):.6g}" for v in trial.epochs))  # fmt: skip
         if trial.state == "PRUNED":
             px, py = points[-1]

@@ -16,6 +16,7 @@ from service.errors import NotFound
 from service.policies import service as policies
 from service.searches import repository as search_rows
 from service.searches import service as searches
+from service.searches.schemas import FinalPickRead
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -51,7 +52,7 @@ class SearchPage:
     importance_svg: str
     importance: Importance
     baselines: dict[str, float | None]
-    final_value: float | None
+    final_pick: FinalPickRead | None
     policy: dict[str, Any] | None = None
     policy_accuracy: float | None = None
     policy_provisional: bool = True
@@ -80,18 +81,30 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _point(row: TrialSummary) -> TrialPoint:
+def _point(row: TrialSummary, contenders: dict[int, str]) -> TrialPoint:
     epochs = [float(v) for v in row.epochs if isinstance(v, int | float)]
-    return TrialPoint(row.number, row.role, row.state, row.value, epochs, row.baseline)
+    return TrialPoint(row.number, row.role, row.state, row.value, epochs, row.baseline,
+                      contenders.get(row.number))  # fmt: skip
 
 
-def _row(row: TrialSummary) -> TrialRow:
+def _row(row: TrialSummary, contenders: dict[int, str]) -> TrialRow:
     label = row.baseline if row.role == "baseline" and row.baseline else row.role
+    if row.number in contenders:
+        label = f"final: {contenders[row.number]}"
     return TrialRow(
         number=row.number, role=row.role, label=label, state=row.state, value=row.value,
         duration_s=row.duration_s, worker=row.worker, epochs=len(row.epochs),
         summary=policy_summary(row.policy, row.params), error=row.error,
     )  # fmt: skip
+
+
+def _final_pick(progress: dict[str, Any]) -> tuple[FinalPickRead | None, dict[int, str]]:
+    """The final pick of the progress cache, and each final trial's contender label."""
+    raw = progress.get("final_pick")
+    if not isinstance(raw, dict):
+        return None, {}
+    pick = FinalPickRead.model_validate(raw)
+    return pick, {n: c.label for c in pick.contenders for n in c.trials}
 
 
 def _ops_chart(rows: list[TrialSummary]) -> tuple[str, int]:
@@ -155,7 +168,8 @@ def build_search_page(
     for row in rows:  # baselines finished since the last progress refresh
         if row.role == "baseline" and row.baseline and row.value is not None:
             baselines[row.baseline] = row.value
-    points = [_point(r) for r in rows]
+    final_pick, contenders = _final_pick(progress)
+    points = [_point(r, contenders) for r in rows]
     ops_svg, top_count = _ops_chart(rows)
     n_complete = sum(1 for r in rows if r.role == "search" and r.state == "COMPLETE")
     importance = (
@@ -163,12 +177,11 @@ def build_search_page(
         if storage is not None
         else Importance({}, "the Optuna storage is not available")
     )
-    finals = [r.value for r in rows if r.role == "final" and r.value is not None]
     page = SearchPage(
-        search=search, dataset_name=dataset.name, trials=[_row(r) for r in rows],
+        search=search, dataset_name=dataset.name, trials=[_row(r, contenders) for r in rows],
         trials_svg=trial_scatter(points, baselines), epochs_svg=epoch_curves(points),
         ops_svg=ops_svg, top_count=top_count, importance_svg=_importance_chart(importance),
-        importance=importance, baselines=baselines, final_value=finals[-1] if finals else None,
+        importance=importance, baselines=baselines, final_pick=final_pick,
     )  # fmt: skip
     _attach_result(page, session, search, user)
     return page

@@ -24,7 +24,11 @@ EXPORT_FORMATS = ("json", "torchvision", "albumentations", "timm")
 
 @dataclass(frozen=True)
 class SearchRow:
-    """One line of the searches list (the same fields the list's live update refreshes)."""
+    """One line of the searches list (the same fields the list's live update refreshes).
+
+    ``started`` counts the search trainings started (`budget_used`) against ``n_trials``;
+    ``percent`` covers the search and the final pick together.
+    """
 
     id: int
     name: str
@@ -32,8 +36,10 @@ class SearchRow:
     dataset_id: int
     dataset_name: str
     strategy: str
-    complete: int
+    started: int
     n_trials: int
+    finals_done: int
+    finals: int
     percent: float
     best: float | None
     best_baseline: float | None
@@ -41,20 +47,31 @@ class SearchRow:
     eta_s: float | None
 
 
+def progress_percent(state: str, progress: dict[str, Any], n_trials: int) -> float:
+    """Share of a search's trainings done or under way: search budget, then the final pick."""
+    if state == "completed":
+        return 100.0
+    started = min(int(progress.get("budget_used", progress.get("complete")) or 0), n_trials)
+    finals = int(progress.get("finals") or 0)
+    total = n_trials + finals
+    done = started + int(progress.get("finals_done") or 0)
+    return round(min(100.0, 100.0 * done / total), 1) if total else 0.0
+
+
 def search_row(search: Search, dataset_names: dict[int, str]) -> SearchRow:
     """The list line of a search, from its cached progress."""
     progress = search.progress or {}
     n_trials = int(progress.get("n_trials") or search.spec.get("n_trials") or 0)
-    complete = int(progress.get("complete") or 0)
-    percent = 100.0 if search.state == "completed" else (
-        min(100.0, 100.0 * complete / n_trials) if n_trials else 0.0
-    )  # fmt: skip
+    started = int(progress.get("budget_used", progress.get("complete")) or 0)
     best = progress.get("best_search_value")
     return SearchRow(
         id=search.id, name=search.name, state=search.state, dataset_id=search.dataset_id,
         dataset_name=dataset_names.get(search.dataset_id, f"dataset {search.dataset_id}"),
-        strategy=str(search.spec.get("strategy", "?")), complete=complete, n_trials=n_trials,
-        percent=round(percent, 1), best=best if best is not None else search.best_value,
+        strategy=str(search.spec.get("strategy", "?")), started=started, n_trials=n_trials,
+        finals_done=int(progress.get("finals_done") or 0),
+        finals=int(progress.get("finals") or 0),
+        percent=progress_percent(search.state, progress, n_trials),
+        best=best if best is not None else search.best_value,
         best_baseline=progress.get("best_baseline_value"), created_at=search.created_at,
         eta_s=progress.get("eta_s") if search.state in ("queued", "running", "finalizing") else None,
     )  # fmt: skip

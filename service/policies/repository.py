@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from service.db.models import PolicyRecord, TrialSummary
@@ -27,16 +27,23 @@ def best_for_dataset(session: Session, dataset_id: int) -> PolicyRecord | None:
 
 
 def best_trial_so_far(session: Session, search_id: int) -> TrialSummary | None:
-    """The best COMPLETE non-final trial carrying a policy (a running search's best so far)."""
+    """The best COMPLETE trial carrying a policy (a running search's best so far).
+
+    Final trials come first: once a contender of the final pick has been trained at final
+    fidelity, the proxy values no longer decide (the final pick's winner is served).
+    """
     stmt = (
         select(TrialSummary)
         .where(
             TrialSummary.search_id == search_id,
             TrialSummary.state == "COMPLETE",
-            TrialSummary.role != "final",
             TrialSummary.policy.is_not(None),
         )
-        .order_by(TrialSummary.value.desc().nulls_last(), TrialSummary.number)
+        .order_by(
+            case((TrialSummary.role == "final", 0), else_=1),
+            TrialSummary.value.desc().nulls_last(),
+            TrialSummary.number,
+        )
         .limit(1)
     )
     return session.scalars(stmt).first()

@@ -15,8 +15,10 @@ class PolicyRead(BaseModel):
     Attributes:
         search_id: The search that found it.
         dataset_id: The dataset it was searched on.
-        accuracy: Accuracy of the final training with it (provisional: best trial's value).
-        provisional: True while the search is unfinished (the best trial so far).
+        accuracy: Validation accuracy of its final training, the winner of the final pick
+            (provisional: the best trial's value).
+        provisional: True while the search is unfinished: the best final training so far
+            once the final pick has one, else the best proxy trial.
         format: The export asked for.
         policy: The versioned policy JSON (always present).
         exported: ``torchvision``: a Python snippet; ``albumentations``: the ``A.to_dict``

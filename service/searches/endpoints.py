@@ -40,7 +40,7 @@ def list_searches(
 
 @router.get("/{search_id}")
 def show_search(search_id: SearchId, session: SessionDep, user: CurrentUser) -> SearchRead:
-    """One search: state, progress, best so far versus baselines, ETA."""
+    """One search: state, progress, best so far versus baselines, ETA, and its final pick."""
     return SearchRead.model_validate(service.get(session, search_id, user))
 
 
@@ -71,7 +71,7 @@ def list_trials(
     session: SessionDep,
     user: CurrentUser,
     page: PageDep,
-    role: Literal["baseline", "search", "final"] | None = None,
+    role: Literal["baseline", "search", "candidate", "final"] | None = None,
 ) -> Page[TrialRead]:
     """A search's trials by number: params, policy, state, per-epoch values, worker."""
     rows, total = service.trials_page(session, search_id, user, page.offset, page.limit, role)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import Search, TrialSummary, User
+from service.db.models import Dataset, Search, TrialSummary, User
 from service.ownership import visible_to
 
 
@@ -20,6 +20,12 @@ def get(session: Session, search_id: int, user: User) -> Search | None:
 def get_any(session: Session, search_id: int) -> Search | None:
     """The search whoever owns it (for the reconciler)."""
     return session.get(Search, search_id)
+
+
+def dataset_images(session: Session, search: Search) -> int | None:
+    """Images of the dataset a search runs on (None when unknown)."""
+    count = session.scalar(select(Dataset.num_images).where(Dataset.id == search.dataset_id))
+    return int(count) if count else None
 
 
 def list_page(

@@ -6,34 +6,20 @@ loading studies; the reconciler calls `refresh` on every pass.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from service.db.models import Search, TrialSummary
 from service.searches import repository
+from service.searches.eta import as_aware, duration_of, eta_s, lanes, planned_finals
+from service.searches.final_pick import final_pick
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from search.lifecycle import StudyStatus
-
-
-def _duration(trial: FrozenTrial) -> float | None:
-    recorded = trial.user_attrs.get("duration_s")
-    if isinstance(recorded, int | float):
-        return float(recorded)
-    if trial.datetime_start is not None and trial.datetime_complete is not None:
-        return (trial.datetime_complete - trial.datetime_start).total_seconds()
-    return None
-
-
-def _as_aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.astimezone(UTC)
+    from search.spec import SearchSpec
 
 
 def _fields(trial: FrozenTrial) -> dict[str, Any]:
@@ -50,12 +36,12 @@ def _fields(trial: FrozenTrial) -> dict[str, Any]:
         "params": {k: v for k, v in trial.params.items()},
         "policy": policy if isinstance(policy, dict) else None,
         "epochs": epochs,
-        "duration_s": _duration(trial),
+        "duration_s": duration_of(trial),
         "worker": attrs.get("worker"),
         "device": attrs.get("device"),
         "error": attrs.get("error"),
-        "started_at": _as_aware(trial.datetime_start),
-        "finished_at": _as_aware(trial.datetime_complete),
+        "started_at": as_aware(trial.datetime_start),
+        "finished_at": as_aware(trial.datetime_complete),
     }
 
 
@@ -76,41 +62,86 @@ def refresh_trials(session: Session, search_id: int, trials: list[FrozenTrial]) 
     session.flush()
 
 
-def progress(status: StudyStatus, trials: list[FrozenTrial], parallelism: int) -> dict[str, Any]:
-    """The progress cache of a search: counts, baselines, best values and an ETA."""
-    search_counts = status.counts.get("search", {})
-    complete = search_counts.get("COMPLETE", 0)
+def _epochs_run(trial: FrozenTrial) -> int:
+    epochs = trial.user_attrs.get("epochs")
+    return len(epochs) if isinstance(epochs, list) else len(trial.intermediate_values)
+
+
+def progress(
+    status: StudyStatus,
+    trials: list[FrozenTrial],
+    spec: SearchSpec,
+    *,
+    live_workers: int | None = None,
+    train_images: int | None = None,
+) -> dict[str, Any]:
+    """The progress cache of a search: budget, pruned work, final pick, best values, ETA.
+
+    Args:
+        status: the study's status.
+        trials: its trials.
+        spec: its spec.
+        live_workers: workers alive now, when known (they cap the trainings run at once).
+        train_images: images of the training part, when known (they size the final's ETA).
+    """
+    from search.lifecycle import SKIPPED_ATTR, budget_used, role_of
+
+    searched = [t for t in trials if role_of(t) == "search"]
+    skipped = [t for t in searched if t.user_attrs.get(SKIPPED_ATTR)]
+    pruned = [
+        t for t in searched if t.state.name == "PRUNED" and not t.user_attrs.get(SKIPPED_ATTR)
+    ]
     running = sum(c.get("RUNNING", 0) for c in status.counts.values())
-    waiting = sum(c.get("WAITING", 0) for c in status.counts.values())
-    finished = [d for t in trials if t.state.name == "COMPLETE" and (d := _duration(t)) is not None]
     search_values = [
-        t.value
-        for t in trials
-        if t.state.name == "COMPLETE"
-        and t.user_attrs.get("role", "search") == "search"
-        and t.value is not None
+        t.value for t in searched if t.state.name == "COMPLETE" and t.value is not None
     ]
     baseline_values = [v for v in status.baselines.values() if v is not None]
-    remaining = max(status.n_trials - complete, 0) + waiting
-    lanes = max(1, min(parallelism, running or 1))
-    eta = fmean(finished) * remaining / lanes if finished and remaining else None
+    pick = final_pick(trials, status.result)
+    width = lanes(spec.parallelism, live_workers, running)
     return {
-        "complete": complete,
+        "complete": status.count("search", "COMPLETE"),
         "running": running,
-        "pruned": search_counts.get("PRUNED", 0),
+        "pruned": len(pruned),
+        "pruned_epochs": sum(_epochs_run(t) for t in pruned),
+        "skipped": len(skipped),
         "failed": sum(c.get("FAIL", 0) for c in status.counts.values()),
-        "waiting": waiting,
+        "waiting": sum(c.get("WAITING", 0) for c in status.counts.values()),
         "n_trials": status.n_trials,
+        "budget_used": budget_used(trials),
         "baselines": dict(status.baselines),
+        "finals_done": pick["done"] if pick else 0,
+        "finals": pick["size"] if pick else planned_finals(spec),
+        "final_pick": pick,
         "best_search_value": max(search_values) if search_values else None,
         "best_baseline_value": max(baseline_values) if baseline_values else None,
-        "eta_s": eta,
+        "lanes": width,
+        "eta_s": eta_s(trials, spec, status.state, width, train_images=train_images),
     }
 
 
-def apply_status(search: Search, status: StudyStatus, trials: list[FrozenTrial]) -> None:
+def training_images(spec: SearchSpec, dataset_images: int | None) -> int | None:
+    """Images of a search's training part, estimated from its dataset's size and fractions."""
+    if not dataset_images:
+        return None
+    kept = dataset_images * (1.0 - spec.holdout_fraction) * (1.0 - spec.val_fraction)
+    return max(1, round(kept))
+
+
+def apply_status(
+    search: Search,
+    status: StudyStatus,
+    trials: list[FrozenTrial],
+    *,
+    live_workers: int | None = None,
+    dataset_images: int | None = None,
+) -> None:
     """Store the study's progress, best value and state on the search row."""
-    parallelism = int(search.spec.get("parallelism", 1))
-    search.progress = progress(status, trials, parallelism)
+    from search.spec import SearchSpec
+
+    spec = SearchSpec.model_validate(search.spec)
+    search.progress = progress(
+        status, trials, spec, live_workers=live_workers,
+        train_images=training_images(spec, dataset_images),
+    )  # fmt: skip
     search.best_value = status.best.value if status.best is not None else None
     search.study_state = status.state

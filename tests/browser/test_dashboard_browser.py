@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,9 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-# The README's screenshots are refreshed with AUGSEARCH_SCREENSHOTS=1; otherwise a test run
-# still takes them (a page that cannot render fails) but leaves the working tree untouched.
-SCREENSHOTS = (
-    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-    if os.environ.get("AUGSEARCH_SCREENSHOTS") == "1"
-    else Path(tempfile.gettempdir()) / "augsearch-screenshots"
-)
+# A test run takes every screenshot (a page that cannot render fails) into a temporary folder;
+# the README's come from a finished demo search (tests/browser/demo_screenshots.py).
+SCREENSHOTS = Path(tempfile.gettempdir()) / "augsearch-screenshots"
 # The ``live_server`` fixture (tests/browser/conftest.py): url, settings, dataset_id,
 # finished_id, running_id, worker_name.
 LiveServer = Any
@@ -76,6 +71,15 @@ def test_search_page_charts_hold_every_trial(page: Any, live_server: LiveServer)
     assert curves.count() == sum(1 for t in trials if t["epochs"])
     assert page.locator('svg[data-chart="op-frequency"] rect.bar').count() > 0
     assert page.locator("#trials tbody tr").count() == len(trials)
+    # The final pick: one row per contender, the served one marked, its finals in the table.
+    pick = httpx.get(f"{live_server.url}/api/v1/searches/{sid}").json()["final_pick"]
+    rows = page.locator("#final-pick tr[data-contender]")
+    assert rows.evaluate_all("els => els.map(e => e.dataset.contender)") == [
+        c["label"] for c in pick["contenders"]
+    ]
+    assert page.locator("#final-pick tr.winner").get_attribute("data-contender") == pick["winner"]
+    finals = [t for t in trials if t["role"] == "final"]
+    assert page.locator("#trials td", has_text="final: ").count() == len(finals)
     _shot(page, "search")
     page.click("#trials thead th:nth-child(4)")  # sort by accuracy, descending on 2nd click
     page.click("#trials thead th:nth-child(4)")

@@ -79,3 +79,31 @@ def test_client_round_trip(client: TestClient, digits: dict[str, Any]) -> None:
     assert missing.value.status_code == 404 and "no completed search" in str(missing.value)
     assert api.cancel_search(search["id"])["state"] == "cancelled"
     assert api.health()["checks"]["database"] == "ok"
+
+
+def test_the_demo_spec_is_a_valid_search_within_the_default_limits() -> None:
+    from service.cli import DEMO_IMAGE_SIZE, DEMO_SPEC
+    from service.searches.eta import planned_finals
+    from service.searches.service import validate_spec
+
+    dataset = {"source": "digits", "image_size": DEMO_IMAGE_SIZE}
+    spec = validate_spec(DEMO_SPEC, dataset, Settings())
+    # Epochs and batch size come from the data; the final pick fits the demo's few minutes.
+    assert spec.recipe.epochs is None and spec.recipe.batch_size is None
+    assert planned_finals(spec) == 3 and spec.holdout_fraction > 0
+
+
+def test_the_progress_bar_counts_the_budget_and_the_final_pick() -> None:
+    from service.cli_client import progress_line
+
+    search = {"id": 3, "state": "finalizing", "best_value": 0.91,
+              "progress": {"n_trials": 10, "budget_used": 10, "complete": 4, "pruned": 6,
+                           "pruned_epochs": 81, "skipped": 1, "finals": 3, "finals_done": 1,
+                           "eta_s": 125.0}}  # fmt: skip
+    label, done, total = progress_line(search)
+    assert (done, total) == (11, 13)
+    assert label == (
+        "search 3 [finalizing] best 0.9100 pruned 6 (81 epochs) skipped 1 final 1/3 ETA 2.1 min"
+    )
+    search["progress"] = {"n_trials": 10, "complete": 2}  # a cache written before the pick
+    assert progress_line(search)[1:] == (2, 10)

@@ -36,15 +36,21 @@ function makeSortable(table) {
 }
 
 function updateSearchRow(row, s) {
+  // The same share as views.progress_percent: search trainings started, then the final pick.
   const p = s.progress || {};
   const n = p.n_trials || (s.spec && s.spec.n_trials) || 0;
-  const done = p.complete || 0;
-  const pct = s.state === "completed" ? 100 : (n ? Math.min(100, (100 * done) / n) : 0);
+  const started = p.budget_used !== undefined ? p.budget_used : (p.complete || 0);
+  const finals = p.finals || 0;
+  const finalsDone = p.finals_done || 0;
+  const total = n + finals;
+  const done = Math.min(started, n) + finalsDone;
+  const pct = s.state === "completed" ? 100 : (total ? Math.min(100, (100 * done) / total) : 0);
   const state = row.querySelector('[data-field="state"]');
   state.textContent = s.state; state.className = "state state-" + s.state;
   row.dataset.state = s.state;
   row.querySelector('[data-field="progress"]').style.width = pct.toFixed(1) + "%";
-  row.querySelector('[data-field="counts"]').textContent = done + "/" + n;
+  row.querySelector('[data-field="counts"]').textContent =
+    started + "/" + n + (finals ? " · final " + finalsDone + "/" + finals : "");
   const best = p.best_search_value !== null && p.best_search_value !== undefined ? p.best_search_value : s.best_value;
   row.querySelector('[data-field="best"]').textContent = fmtAccuracy(best);
   row.querySelector('[data-field="best_baseline"]').textContent = fmtAccuracy(p.best_baseline_value);
