@@ -30,7 +30,7 @@ import optuna
 from optuna.artifacts._protocol import ArtifactStore
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from ops.policy import Policy, load_policy
 from search.checkpoints import ModelCard, save_checkpoint, save_model_card

@@ -28,7 +28,7 @@ MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 4, 200
 def auto_batch_size(n: int) -> int:
     """The batch size for ``n`` training images: >= ~16 steps per epoch, a power of 2 in [16, 256]."""
     target = max(1, n // STEPS_PER_EPOCH)
-    power = 2 ** int(math.floor(math.log2(target)))
+    power = 2 ** math.floor(math.log2(target))
     return max(MIN_AUTO_BATCH, min(MAX_AUTO_BATCH, power))
 
 

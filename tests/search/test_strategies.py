@@ -202,8 +202,12 @@ def test_starting_points_are_the_first_search_trials(tmp_path: object) -> None:
     from search.spec import SearchSpec
 
     spec = SearchSpec.model_validate(
-        {"dataset": {"source": "digits"}, "strategy": "randaugment", "n_trials": 3,
-         "baselines": ["none"]}  # fmt: skip
+        {
+            "dataset": {"source": "digits"},
+            "strategy": "randaugment",
+            "n_trials": 3,
+            "baselines": ["none"],
+        }
     )
     storage = lifecycle.make_storage(f"sqlite:///{tmp_path}/o.db")
     lifecycle.create_search_study(storage, "sp", spec)
