@@ -194,7 +194,10 @@ class SearchSpec(BaseModel):
         sampler: Optuna sampler; ``grid`` needs a finite space, ``cmaes`` a numeric one.
         pruner: Optuna pruner applied to search trials (never to baselines or the final);
             it never prunes before half the trial's epochs, nor while the other trials'
-            curves at that epoch are still near chance level.
+            curves at that epoch are still near chance level. None by default: even at half
+            the epochs a strong policy's curve lags (measured: RandAugment(2, 9) pruned at
+            0.26 on ``fonts`` where its full proxy training reached 0.83, above no
+            augmentation's 0.73), and the budget counts pruned trainings anyway.
         seed: seed of splits, samplers and trainings.
         parallelism: most trials of this search running at once.
         priority: higher is served first by workers.
@@ -218,7 +221,7 @@ class SearchSpec(BaseModel):
     train_size: int | None = Field(default=None, ge=10, le=10_000_000)
     holdout_fraction: float = Field(default=0.0, ge=0.0, le=0.5)
     sampler: SamplerName = "tpe"
-    pruner: PrunerName = "median"
+    pruner: PrunerName = "none"
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     parallelism: int = Field(default=4, ge=1, le=1024)
     priority: int = Field(default=0, ge=-100, le=100)
