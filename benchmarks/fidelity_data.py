@@ -1,0 +1,216 @@
+"""The data sets of the fidelity benchmark, split so that the test part is never searched on.
+
+Each builder returns :class:`BenchmarkSplits`: ``train`` and ``val`` are what a user uploads
+(:func:`write_image_folder` writes them as ``train/`` and ``val/`` folders of class folders)
+and what the search may use; ``test`` is kept back for :mod:`benchmarks.evaluator`, which
+trains on ``training_part`` (train and val together: everything the user has). Everything is
+built offline and seeded:
+
+* ``fonts`` (:func:`fonts_splits`): the 26 capital letters in the machine's typefaces; test
+  and validation are whole typefaces the training part never saw;
+* ``house-numbers`` (:func:`house_numbers_splits`): SVHN-like colour crops of digits
+  (:mod:`benchmarks.house_numbers`), test and validation again by unseen typeface;
+* ``digits`` (:func:`digits_splits`): scikit-learn's handwritten digits, stratified splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydantic import TypeAdapter
+
+from benchmarks.house_numbers import render_house_numbers
+from search.datasets import (
+    DatasetError,
+    DatasetSpec,
+    ImageDataset,
+    load_dataset,
+    stratified_split,
+)
+from search.datasets.dataset import channel_stats
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class BenchmarkSplits:
+    """One benchmark data set, split.
+
+    Attributes:
+        name: the data set's name in reports.
+        train: the training images a search may use.
+        val: the validation images a search may use.
+        test: held out from every search; only the evaluation scores on it.
+        training_part: ``train`` and ``val`` together, which the evaluation trains on.
+    """
+
+    name: str
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset
+    training_part: ImageDataset
+
+    def describe(self) -> str:
+        """Sizes (and typefaces, for grouped sets) in one line."""
+        text = (
+            f"{self.name}: train {len(self.train)} / val {len(self.val)} / test "
+            f"{len(self.test)} images, {self.train.num_classes} classes"
+        )
+        groups = [d.groups for d in (self.train, self.val, self.test)]
+        if all(g is not None for g in groups):
+            counts = [len(set(g.tolist())) for g in groups if g is not None]
+            text += f"; typefaces {counts[0]} train / {counts[1]} val / {counts[2]} test"
+        return text
+
+
+def _rank_in_group_class(ds: ImageDataset, groups: np.ndarray) -> np.ndarray:
+    """Each image's rank among the images of its (group, class) pair, in dataset order."""
+    keys = groups * ds.num_classes + ds.labels.numpy()
+    order = np.argsort(keys, kind="stable")
+    starts = np.searchsorted(keys[order], keys[order], side="left")
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys)) - starts
+    return rank
+
+
+def _with_stats_of(part: ImageDataset, *splits: ImageDataset) -> list[ImageDataset]:
+    """The splits normalised with the statistics of ``part`` alone (the test stays unseen)."""
+    mean, std = channel_stats(part.images)
+    return [dataclasses.replace(d, mean=list(mean), std=list(std)) for d in splits]
+
+
+@dataclass(frozen=True)
+class TypefaceSplit:
+    """How a grouped set is split by typeface.
+
+    Attributes:
+        typefaces: typefaces of the training part (train and val); every other typeface of
+            the machine goes to test, so the test measures generalisation to unseen ones.
+        val_typefaces: how many of those make the validation split.
+        per_font: images of each class per typeface in the training part.
+        test_per_font: images of each class per typeface in the test split (more than
+            ``per_font`` makes the test less noisy at no training cost).
+    """
+
+    typefaces: int
+    val_typefaces: int
+    per_font: int
+    test_per_font: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.val_typefaces < self.typefaces:
+            raise ValueError("need 1 <= val_typefaces < typefaces")
+        if self.per_font < 1 or self.test_per_font < 1:
+            raise ValueError("per_font and test_per_font must be positive")
+
+    @property
+    def rendered_per_font(self) -> int:
+        """Images to render per class and typeface."""
+        return max(self.per_font, self.test_per_font)
+
+
+def _by_typeface(name: str, ds: ImageDataset, split: TypefaceSplit, seed: int) -> BenchmarkSplits:
+    """Draw the training part's typefaces (seeded), val among them; the others are test."""
+    if ds.groups is None:
+        raise DatasetError(f"{name}: a grouped dataset is needed")
+    groups = ds.groups.numpy()
+    ids = np.unique(groups)
+    if split.typefaces >= len(ids):
+        raise DatasetError(
+            f"{name}: {split.typefaces} training typefaces leave none of the {len(ids)} for test"
+        )
+    order = np.random.default_rng(seed).permutation(ids)
+    in_part = np.isin(groups, order[: split.typefaces])
+    in_val = np.isin(groups, order[: split.val_typefaces])
+    rank = _rank_in_group_class(ds, groups)
+    kept = rank < split.per_font
+    masks = (in_part & kept, in_part & ~in_val & kept, in_val & kept)
+    part, train, val = (ds.subset(np.flatnonzero(m).tolist()) for m in masks)
+    test = ds.subset(np.flatnonzero(~in_part & (rank < split.test_per_font)).tolist())
+    part, train, val, test = _with_stats_of(part, part, train, val, test)
+    return BenchmarkSplits(name, train, val, test, part)
+
+
+#: Calibrated (``benchmarks/fidelity_calibration.md``): 3 of the machine's typefaces for the
+#: training part, every other one (19 of 22 on a stock Debian with DejaVu) for test.
+FONTS_SPLIT = TypefaceSplit(typefaces=3, val_typefaces=1, per_font=20, test_per_font=4)
+
+
+def fonts_splits(
+    *, characters: str = LETTERS, split: TypefaceSplit = FONTS_SPLIT, seed: int = 0
+) -> BenchmarkSplits:
+    """Characters in the machine's typefaces; test and val hold out whole typefaces.
+
+    Args:
+        characters: one class per character.
+        split: typefaces and images per typeface of each part.
+        seed: seeds the rendering and the choice of typefaces.
+    """
+    spec = TypeAdapter(DatasetSpec).validate_python(
+        {"source": "fonts", "characters": characters, "per_font": split.rendered_per_font,
+         "seed": seed}
+    )  # fmt: skip
+    return _by_typeface("fonts", load_dataset(spec), split, seed)
+
+
+#: Calibrated (``benchmarks/fidelity_calibration.md``), as `FONTS_SPLIT`.
+HOUSE_NUMBERS_SPLIT = TypefaceSplit(typefaces=3, val_typefaces=1, per_font=40, test_per_font=10)
+
+
+def house_numbers_splits(
+    *, split: TypefaceSplit = HOUSE_NUMBERS_SPLIT, seed: int = 0
+) -> BenchmarkSplits:
+    """SVHN-like colour digits (:mod:`benchmarks.house_numbers`); test and val by typeface.
+
+    Args:
+        split: typefaces and images per typeface of each part.
+        seed: seeds the rendering and the choice of typefaces.
+    """
+    ds = render_house_numbers(split.rendered_per_font, seed=seed)
+    return _by_typeface("house-numbers", ds, split, seed)
+
+
+def digits_splits(
+    *, test_fraction: float = 0.3, val_fraction: float = 0.2, seed: int = 0
+) -> BenchmarkSplits:
+    """scikit-learn's 1797 digits at 32x32: stratified test, then stratified val."""
+    ds = load_dataset(TypeAdapter(DatasetSpec).validate_python({"source": "digits"}))
+    rest, test = stratified_split(ds, test_fraction, seed=seed)
+    train, val = stratified_split(rest, val_fraction, seed=seed + 1)
+    rest, train, val, test = _with_stats_of(rest, rest, train, val, test)
+    return BenchmarkSplits("digits", train, val, test, rest)
+
+
+#: The benchmark's data sets at their calibrated sizes, by name.
+BENCHMARK_SETS: dict[str, Callable[[], BenchmarkSplits]] = {
+    "fonts": fonts_splits,
+    "house-numbers": house_numbers_splits,
+    "digits": digits_splits,
+}
+
+
+def write_image_folder(splits: BenchmarkSplits, root: str | Path) -> Path:
+    """Write ``train/`` and ``val/`` folders of class folders of PNGs, as a user uploads them.
+
+    The test split is not written: the search must never see it. Grayscale sets are written
+    as 8-bit grayscale PNGs, colour sets as RGB; PNG is lossless, so decoding the folder gives
+    back the same pixels.
+
+    Returns:
+        The root folder.
+    """
+    root = Path(root)
+    for part, ds in (("train", splits.train), ("val", splits.val)):
+        for name in ds.classes:
+            (root / part / name).mkdir(parents=True, exist_ok=True)
+        pixels = ds.images.permute(0, 2, 3, 1).numpy()
+        for i, (image, label) in enumerate(zip(pixels, ds.labels.tolist(), strict=True)):
+            array = image[..., 0] if ds.channels == 1 else image
+            path = root / part / ds.classes[label] / f"{i:05d}.png"
+            Image.fromarray(np.ascontiguousarray(array)).save(path)
+    return root
