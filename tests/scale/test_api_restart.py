@@ -22,6 +22,7 @@ TINY = {
     "train_size": 200,
     "recipe": {"epochs": 2, "batch_size": 64, "width": 0.25},
     "final_recipe": {"epochs": 1, "batch_size": 64, "width": 0.25},
+    "final_pick": {"candidates": 1, "presets": 0},
 }
 
 
