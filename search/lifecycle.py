@@ -82,7 +82,7 @@ def create_search_study(
     """Create (or load) the study of a search, store its spec and enqueue the baselines.
 
     The strategy's starting points (presets its space can express) are enqueued after the
-    baselines as the first search trials (user attr ``start_point``); they count towards
+    baselines as the first search trials (model-based samplers only: TPE, CMA-ES) (user attr ``start_point``); they count towards
     ``n_trials`` like any search trial.
 
     Safe to call twice: the study is loaded if it exists and baselines are not enqueued again.
@@ -107,7 +107,8 @@ def create_search_study(
             },
             skip_if_exists=True,
         )
-    if spec.sampler != "grid":  # a grid visits every point anyway
+    # A grid visits every point anyway; random search stays the unbiased reference method.
+    if spec.sampler not in ("grid", "random"):
         points = get_strategy(spec.strategy, spec).starting_points()
         for preset, params in list(points.items())[: spec.n_trials]:
             study.enqueue_trial(

@@ -30,6 +30,7 @@ def fixed_spec(n_trials: int, **overrides: Any) -> SearchSpec:
         "sampler": "random",
         "pruner": "none",
         "parallelism": 8,
+        "final_pick": {"candidates": 1, "presets": 0},
     }
     return SearchSpec.model_validate({**fields, **overrides})
 
