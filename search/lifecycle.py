@@ -23,7 +23,8 @@ does not count.
 
 States: ``open`` -> ``finalizing`` -> ``done``; ``cancelled`` (reversible with `resume`) and
 ``failed`` (too many failed trials) are the other ends. `advance` is idempotent: it may be called
-by any worker or by the service's reconciler at any time.
+by any worker or by the service's reconciler at any time; `advance`, `cancel` and `resume` hold
+the search's lock (`search.locks`) so that concurrent callers change its state one at a time.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from search.locks import search_lock
 from search.spec import SearchSpec
 from search.storage import fail_stale_trials, make_storage
 from search.strategies import get_strategy, make_pruner, make_sampler
@@ -253,6 +255,10 @@ def status(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     return _status(study, search_id, study.get_trials(deepcopy=False))
 
 
+def _storage(storage: BaseStorage | str) -> BaseStorage:
+    return optuna.storages.get_storage(storage) if isinstance(storage, str) else storage
+
+
 def _load_plain(storage: BaseStorage | str, search_id: str) -> optuna.Study:
     try:
         study = optuna.load_study(study_name=study_name(search_id), storage=storage)
@@ -293,6 +299,13 @@ def advance(storage: BaseStorage | str, search_id: str) -> StudyStatus:
       `MAX_FINAL_ATTEMPTS` times; failures are re-enqueued), record the winner as the result
       and set ``done``.
     """
+    storage = _storage(storage)
+    with search_lock(storage, search_id):
+        return _advance(storage, search_id)
+
+
+def _advance(storage: BaseStorage, search_id: str) -> StudyStatus:
+    """`advance` for a caller that holds the search's lock."""
     study = _load_plain(storage, search_id)
     spec = spec_of(study)
     state = study.user_attrs.get("state", OPEN)
@@ -525,19 +538,23 @@ def _drop_waiting(study: optuna.Study, trials: list[FrozenTrial]) -> None:
 
 def cancel(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     """Cancel a search: workers stop its running trials between epochs and start no new ones."""
-    study = _load_plain(storage, search_id)
-    if study.user_attrs.get("state") in ACTIVE_STATES:
-        study.set_user_attr("state", CANCELLED)
-    return status(storage, search_id)
+    storage = _storage(storage)
+    with search_lock(storage, search_id):
+        study = _load_plain(storage, search_id)
+        if study.user_attrs.get("state") in ACTIVE_STATES:
+            study.set_user_attr("state", CANCELLED)
+        return status(storage, search_id)
 
 
 def resume(storage: BaseStorage | str, search_id: str) -> StudyStatus:
     """Reopen a cancelled search; its waiting trials run and its stage is recomputed."""
-    study = _load_plain(storage, search_id)
-    if study.user_attrs.get("state") == CANCELLED:
-        final_enqueued = "final_pick" in study.user_attrs
-        study.set_user_attr("state", FINALIZING if final_enqueued else OPEN)
-    return advance(storage, search_id)
+    storage = _storage(storage)
+    with search_lock(storage, search_id):
+        study = _load_plain(storage, search_id)
+        if study.user_attrs.get("state") == CANCELLED:
+            final_enqueued = "final_pick" in study.user_attrs
+            study.set_user_attr("state", FINALIZING if final_enqueued else OPEN)
+        return _advance(storage, search_id)
 
 
 def fail_stale(storage: BaseStorage | str, search_id: str) -> list[int]:
