@@ -35,8 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.augment
-	$(BIN)/python -m benchmarks.search_quality --datasets digits --n-trials 10 --epochs 20 --final-epochs 30
-	$(BIN)/python -m benchmarks.search_quality --datasets fonts --n-trials 10 --epochs 20 --final-epochs 30
+	$(BIN)/python -m benchmarks.search_quality --datasets fonts house-numbers digits
 	$(BIN)/python -m benchmarks.api --seconds 10
 	$(BIN)/python -m benchmarks.api --seconds 10 --writers stress
 	$(BIN)/python -m benchmarks.load --seconds 60 --clients 64

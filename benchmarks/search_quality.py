@@ -9,7 +9,7 @@ sets) never reaches a search.
 Every found policy and the strong presets (no augmentation; RandAugment(2, 9),
 TrivialAugmentWide and AutoAugment-CIFAR10 applied with the found policy's base crop/flip,
 and no augmentation with that base) are then trained by `benchmarks.evaluator`: another
-model (a small VGG the search never uses), longer (``--epochs``, 40 by default), on the whole
+model (a small VGG the search never uses), longer (``--epochs``, 60 by default), on the whole
 training part, over ``--seeds`` seeds, scored on the test split.
 
 Reported per search: wall time against one final training on the same workers, seconds per
@@ -34,7 +34,7 @@ from typing import Any
 import optuna
 import torch
 
-from benchmarks.evaluator import train_and_test
+from benchmarks.evaluator import DEFAULT_EPOCHS, train_and_test
 from benchmarks.fidelity_data import BENCHMARK_SETS, BenchmarkSplits, write_image_folder
 from benchmarks.report import write_section
 from ops.policy import Policy
@@ -227,7 +227,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(BENCHMARK_SETS))
     parser.add_argument("--specs", nargs="+", default=list(SPECS), choices=list(SPECS))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     base = {"dataset": {"source": "digits"}}
