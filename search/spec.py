@@ -38,6 +38,9 @@ _CATEGORICAL_STRATEGIES = frozenset({"autoaugment", "fast-autoaugment"})
 _SEARCHABLE = frozenset({"autoaugment", "randaugment", "fast-autoaugment"})
 #: The final recipe, unless given, trains this many times longer than the trial recipe.
 FINAL_EPOCHS_FACTOR = 3
+# A NaN fails every bound with a misleading message ("less than or equal to 10"): refuse it,
+# and the infinities, as what they are.
+_STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Range(BaseModel):
@@ -49,7 +52,7 @@ class Range(BaseModel):
         log: Sample on a log scale (needs low > 0).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     low: float = Field(ge=0.0, le=10.0)
     high: float = Field(ge=0.0, le=10.0)
@@ -73,7 +76,7 @@ class CoSearch(BaseModel):
         weight_decay: weight decay range (written into the trainer recipe).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     mixup_alpha: Range | None = None
     label_smoothing: Range | None = None
@@ -111,7 +114,7 @@ class BaseSpace(BaseModel):
         hflip: flip choices.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     crop_padding: list[int] = Field(default_factory=lambda: [0, 2, 4], min_length=1, max_length=8)
     hflip: list[bool] = Field(default_factory=lambda: [False, True], min_length=1, max_length=2)
@@ -135,7 +138,7 @@ class FastAutoAugmentOptions(BaseModel):
         top_n: how many best candidate policies are merged into the final policy.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     folds: int = Field(default=2, ge=2, le=10)
     top_n: int = Field(default=3, ge=1, le=50)
@@ -156,7 +159,7 @@ class FinalPick(BaseModel):
         presets: baselines retrained.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     candidates: int = Field(default=2, ge=0, le=10)
     presets: int = Field(default=2, ge=0, le=len(DEFAULT_BASELINES))
@@ -208,7 +211,7 @@ class SearchSpec(BaseModel):
         fast_autoaugment: options of the fast-autoaugment strategy.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     dataset: DatasetSpec
     strategy: StrategyName = "randaugment"

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger(__name__)
+# How deep a validation error echoes the input it refused: enough to show a field's value,
+# never enough to hit the recursion limit while rendering a deeply nested body.
+_MAX_ECHO_DEPTH = 8
 
 
 class DomainError(Exception):
@@ -87,12 +96,44 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` as strict JSON: non-finite floats as their JSON-ish names ("NaN",
+    "Infinity"), containers cut off below ``_MAX_ECHO_DEPTH`` levels, other objects as text.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if depth >= _MAX_ECHO_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value]
+    return str(value)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every domain error as ``{"detail": message}`` with its status code."""
+    """Answer every domain error as ``{"detail": message}`` with its status code, validation
+    errors as FastAPI's list made strict JSON, and a client gone mid-body quietly."""
 
     async def _handle(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
+    async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own handler echoes each refused input as it was parsed: a NaN in the body
+        # then cannot be rendered (strict JSON) and a deeply nested one exceeds the recursion
+        # limit, both a 500 instead of this 422.
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": [_json_safe(e) for e in exc.errors()]}, status_code=422)
+
+    async def _gone(request: Request, _exc: Exception) -> JSONResponse:
+        # Nobody reads this answer; the body parser has already closed its spooled files.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "the client disconnected"}, status_code=400)
+
     app.add_exception_handler(DomainError, _handle)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(ClientDisconnect, _gone)

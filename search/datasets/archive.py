@@ -36,6 +36,8 @@ MAX_COMPRESSION_RATIO = 250
 MAX_ARCHIVE_RATIO = 100
 RATIO_FLOOR = 16 * 1024**2
 _CHUNK = 1 << 20
+#: Name prefix of the temporary folder an archive is extracted into.
+STAGING_PREFIX = "augsearch-archive-"
 
 
 def check_relative_name(
@@ -231,7 +233,7 @@ def extracted_archive(path: str) -> Iterator[Path]:
 
     The temporary folder is removed on exit.
     """
-    staging = Path(tempfile.mkdtemp(prefix="augsearch-archive-"))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
     try:
         fs, remote = fsspec.core.url_to_fs(path)
         if not fs.isfile(remote):

@@ -76,7 +76,7 @@ class TrainerRecipe(BaseModel):
             accuracy.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     arch: Arch = "airbench"
     width: float = Field(default=0.25, ge=0.0625, le=4.0)

@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from service.datasets import repository
+from service.datasets.redaction import public_message
 from service.datasets.schemas import DatasetCreate
 from service.db.models import Dataset, User
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
@@ -62,13 +63,22 @@ def _outside(link: Path, root: Path) -> bool:
     return not (target == root or target.is_relative_to(root))
 
 
+def _plain(path: str) -> bool:
+    # The loaders open the path through fsspec, which reads "a::b" as a chain of URLs (b
+    # opened inside a) and "x://" as a protocol: the location checked here would not be the
+    # one read. An absolute path with neither is read exactly as written.
+    return "\x00" not in path and "://" not in path and "::" not in path
+
+
 def _real_under_root(raw: str, settings: Settings) -> tuple[Path, Path]:
     """The real path (``..`` and links resolved) and the allowed root it lies under."""
     if not settings.allowed_dataset_roots:
         raise Forbidden("no dataset roots are configured (AUGSEARCH_ALLOWED_DATASET_ROOTS)")
-    if "\x00" in raw or "://" in raw:
+    if not _plain(raw):
         raise Forbidden(f"path {raw!r} is not a plain server path")
     real = Path(os.path.realpath(raw))
+    if not _plain(str(real)):
+        raise Forbidden(f"path {raw!r} resolves to a path that is not a plain server path")
     root = _root_of(real, settings)
     if root is None:
         raise Forbidden(f"path {raw!r} is outside the allowed dataset roots")
@@ -132,14 +142,22 @@ def _spec_for(body: DatasetCreate, user: User, settings: Settings) -> dict[str, 
     return spec
 
 
-def _decode(spec: dict[str, Any], settings: Settings) -> ImageDataset:
+def _decode(spec: dict[str, Any], settings: Settings, shown_as: str | None = None) -> ImageDataset:
+    """Decode ``spec``; a failure is InvalidInput naming ``spec["path"]`` as ``shown_as`` (the
+    user's name for it) and no other server folder (`redaction.public_message`)."""
     from search.datasets import DatasetError, load_dataset, parse_dataset_spec
 
     try:
         parsed = parse_dataset_spec(spec)
         return load_dataset(parsed, cache_dir=settings.data_dir / "cache")
     except (DatasetError, ValueError, OSError) as exc:
-        raise InvalidInput(f"cannot load dataset: {exc}") from exc
+        names = {}
+        if shown_as is not None:
+            names[spec["path"]] = shown_as
+            if spec["source"] == "archive":  # stored under a random name
+                names[Path(spec["path"]).name] = shown_as
+        shown = public_message(str(exc), names, settings, archive=shown_as or "the archive")
+        raise InvalidInput(f"cannot load dataset: {shown}") from exc
 
 
 def _fill_stats(dataset: Dataset, data: ImageDataset) -> None:
@@ -155,7 +173,7 @@ def _fill_stats(dataset: Dataset, data: ImageDataset) -> None:
 def register(session: Session, body: DatasetCreate, user: User, settings: Settings) -> Dataset:
     """Validate, decode (slow: callers run this in a worker thread) and store a dataset."""
     spec = _spec_for(body, user, settings)
-    data = _decode(spec, settings)
+    data = _decode(spec, settings, shown_as=body.path)
     path = Path(spec.get("path", "digits"))
     # A manifest is often just "manifest.csv": its folder names the dataset better.
     default_name = body.dataset or (path.parent.name if body.source == "manifest" else path.name)
@@ -208,7 +226,7 @@ def register_archive(
     if image_size is not None:
         spec["image_size"] = image_size
     try:
-        data = _decode(spec, settings)
+        data = _decode(spec, settings, shown_as=name)
     except InvalidInput:
         archive.unlink(missing_ok=True)
         raise
@@ -236,7 +254,8 @@ def samples_png(dataset: Dataset, settings: Settings) -> bytes:
         return cached.read_bytes()
     from PIL import Image
 
-    data = _decode(dataset.spec, settings)
+    shown_as = dataset.name if dataset.source == "archive" else None
+    data = _decode(dataset.spec, settings, shown_as)
     n_classes = min(len(data.classes), MAX_GRID_CLASSES)
     size = int(data.images.shape[-1])
     grid = Image.new("RGB", (SAMPLES_PER_CLASS * size, n_classes * size))
