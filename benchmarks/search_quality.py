@@ -46,7 +46,7 @@ from search.spec import SearchSpec
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: The README's example spec (the defaults, spelled out: the empty spec's search) and the
 #: other strategy measured.
-README_SPEC: dict[str, Any] = {"strategy": "randaugment", "n_trials": 12}
+README_SPEC: dict[str, Any] = {"strategy": "randaugment", "n_trials": 10}
 SPECS: dict[str, dict[str, Any]] = {
     "readme": README_SPEC,
     "fast-autoaugment": {"strategy": "fast-autoaugment", "n_trials": 40},

@@ -7,7 +7,7 @@ number is bounded.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,8 +30,6 @@ DEFAULT_BASELINES: tuple[BaselineName, ...] = (
     "randaugment-2-9",
     "trivialaugment-wide",
     "autoaugment-cifar10",
-    "autoaugment-svhn",
-    "autoaugment-imagenet",
 )
 # Strategies whose search space has categorical parameters, which CMA-ES cannot model.
 _CATEGORICAL_STRATEGIES = frozenset({"autoaugment", "fast-autoaugment"})
@@ -162,7 +160,7 @@ class FinalPick(BaseModel):
     model_config = _STRICT
 
     candidates: int = Field(default=2, ge=0, le=10)
-    presets: int = Field(default=2, ge=0, le=len(DEFAULT_BASELINES))
+    presets: int = Field(default=2, ge=0, le=len(get_args(BaselineName)))
 
     @property
     def size(self) -> int:
@@ -215,7 +213,7 @@ class SearchSpec(BaseModel):
 
     dataset: DatasetSpec
     strategy: StrategyName = "randaugment"
-    n_trials: int = Field(default=12, ge=1, le=10_000)
+    n_trials: int = Field(default=10, ge=1, le=10_000)
     num_sub_policies: int = Field(default=5, ge=1, le=25)
     recipe: TrainerRecipe = Field(default_factory=TrainerRecipe)
     final_recipe: TrainerRecipe | None = None

@@ -52,7 +52,7 @@ def apply_decoupled_decay(optimizer: torch.optim.Optimizer) -> None:
 
 def lr_factor(recipe: TrainerRecipe, step: int, total_steps: int, steps_per_epoch: int) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based) of ``total_steps``."""
-    warmup = round(recipe.warmup_epochs * steps_per_epoch)
+    warmup = round((recipe.warmup_epochs or 0.0) * steps_per_epoch)
     if recipe.schedule == "onecycle" and warmup == 0:
         warmup = max(1, total_steps // 4)
     if step < warmup:
