@@ -23,6 +23,13 @@ class Settings(BaseSettings):
             ``artifact_dir``. Workers must be given the same one.
         allowed_dataset_roots: Server directories under which datasets may be registered.
         max_upload_bytes: Largest accepted archive upload (413 beyond, before it is read).
+        max_dataset_bytes: Largest decoded dataset: images x channels x height x width bytes
+            after resizing (image files count three channels); a dataset being resized counts
+            both sizes. Checked before decoding; 422 beyond.
+        max_image_pixels: Largest image file (width x height pixels), read from its header
+            before it is decoded; 422 beyond.
+        max_image_size: Largest side of a dataset's images: the ``image_size`` asked for or,
+            without one, the size of the files (at most 512, the largest ``image_size``).
         max_body_bytes: Largest body of every other request.
         max_trials: Largest trial budget one search may ask for.
         max_epochs: Largest number of epochs in a search's trainer recipes.
@@ -55,6 +62,9 @@ class Settings(BaseSettings):
     artifact_store: str = ""
     allowed_dataset_roots: list[Path] = Field(default_factory=list)
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    max_dataset_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=24_000_000, gt=0)
+    max_image_size: int = Field(default=512, ge=8, le=512)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_trials: int = Field(default=1000, gt=0)
     max_epochs: int = Field(default=200, gt=0)

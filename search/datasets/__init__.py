@@ -1,6 +1,7 @@
-"""Datasets: sources, the decoded uint8 tensor cache and seeded splits."""
+"""Datasets: sources, their memory limits, the decoded uint8 tensor cache and seeded splits."""
 
 from search.datasets.dataset import SPLIT_CODES, DatasetError, ImageDataset
+from search.datasets.limits import DecodeLimits
 from search.datasets.loader import SOURCES, DatasetSource, cache_key, load_dataset
 from search.datasets.spec import (
     ArchiveSpec,
@@ -28,6 +29,7 @@ __all__ = [
     "DatasetError",
     "DatasetSource",
     "DatasetSpec",
+    "DecodeLimits",
     "DigitsSpec",
     "FontsSpec",
     "ImageDataset",

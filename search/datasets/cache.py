@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from search.datasets.dataset import ImageDataset
+from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +27,24 @@ def cache_path(cache_dir: str | os.PathLike[str], key: str) -> Path:
     return Path(cache_dir) / f"dataset-{key}.safetensors"
 
 
-def read_cached(path: Path) -> ImageDataset | None:
-    """Read a cached dataset; None when absent or unreadable (it is then rebuilt)."""
+def read_cached(path: Path, limits: DecodeLimits = DEFAULT_LIMITS) -> ImageDataset | None:
+    """Read a cached dataset; None when absent or unreadable, or when its images are larger
+    than ``limits.max_image_size`` (cached before that limit: it is then decoded anew, which
+    refuses it with the reason). Its size in bytes is not checked again: it was checked when
+    it was decoded, possibly under an operator's larger ``max_dataset_bytes``.
+
+    The tensors map the file: pages are read as they are used, so a caller that looks at a few
+    images touches only those.
+    """
     if not path.is_file():
         return None
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = json.loads((handle.metadata() or {})["augsearch"])
             if meta.get("format") != CACHE_FORMAT:
+                return None
+            if max(handle.get_slice("images").get_shape()[2:]) > limits.max_image_size:
+                logger.info("cached dataset %s has images over max_image_size", path)
                 return None
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
         return ImageDataset(

@@ -16,6 +16,8 @@ class DatasetError(ValueError):
 
 # Codes of the per-image split tag: the user's own training, validation and test parts.
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+# Working memory of the statistics and of a resize: they run over chunks of about this size.
+CHUNK_BYTES = 32 * 1024**2
 
 
 @dataclass
@@ -118,38 +120,56 @@ def content_hash(
 ) -> str:
     """sha256 of the decoded tensors (shape, pixel bytes, labels and the splits if given)."""
     digest = hashlib.sha256(repr(tuple(images.shape)).encode())
-    digest.update(images.contiguous().numpy().tobytes())
-    digest.update(labels.to(torch.int64).contiguous().numpy().tobytes())
+    # The arrays are hashed as buffers: a bytes copy would double the dataset in memory.
+    digest.update(images.contiguous().numpy().data)
+    digest.update(labels.to(torch.int64).contiguous().numpy().data)
     if splits is not None:  # the same images split otherwise make another search
-        digest.update(splits.to(torch.int64).contiguous().numpy().tobytes())
+        digest.update(splits.to(torch.int64).contiguous().numpy().data)
     return digest.hexdigest()
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation on the [0, 1] scale, in chunks to bound memory."""
-    channels = images.shape[1]
-    total = torch.zeros(channels, dtype=torch.float64)
-    total_sq = torch.zeros(channels, dtype=torch.float64)
-    for start in range(0, images.shape[0], chunk):
-        block = images[start : start + chunk].to(torch.float64) / 255.0
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation on the [0, 1] scale.
+
+    Exact integer sums over chunks of about `CHUNK_BYTES`, so the result does not depend on
+    the chunking and no wide copy of the whole set is made.
+    """
+    count, channels, height, width = images.shape
+    total = torch.zeros(channels, dtype=torch.int64)
+    total_sq = torch.zeros(channels, dtype=torch.int64)
+    step = max(1, CHUNK_BYTES // (8 * max(1, channels * height * width)))
+    for start in range(0, count, step):
+        block = images[start : start + step].to(torch.int64)
         total += block.sum(dim=(0, 2, 3))
         total_sq += (block * block).sum(dim=(0, 2, 3))
-    count = max(1, images.shape[0] * images.shape[2] * images.shape[3])
-    mean = total / count
-    var = (total_sq / count - mean * mean).clamp_min(0.0)
+    pixels = max(1, count * height * width)
+    mean = total.to(torch.float64) / (255.0 * pixels)
+    var = (total_sq.to(torch.float64) / (255.0**2 * pixels) - mean * mean).clamp_min(0.0)
     # A constant channel would divide by zero when normalising.
     std = var.sqrt().clamp_min(1e-3)
     return mean.tolist(), std.tolist()
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a uint8 batch to ``size`` x ``size`` (bilinear, antialiased when shrinking)."""
-    if images.shape[2] == size and images.shape[3] == size:
+    """Resize a uint8 batch to ``size`` x ``size`` (bilinear, antialiased when shrinking).
+
+    Resized a chunk at a time into the uint8 result, so the float copies stay small.
+    """
+    count, channels, height, width = images.shape
+    if height == size and width == size:
         return images
-    out = F.interpolate(
-        images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )
-    return out.round().clamp(0, 255).to(torch.uint8)
+    out = torch.empty((count, channels, size, size), dtype=torch.uint8)
+    step = max(1, CHUNK_BYTES // (4 * channels * max(height * width, size * size)))
+    for start in range(0, count, step):
+        block = F.interpolate(
+            images[start : start + step].float(),
+            size=(size, size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
+        out[start : start + step] = block.round().clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def make_dataset(
@@ -162,9 +182,10 @@ def make_dataset(
     splits: torch.Tensor | None = None,
 ) -> ImageDataset:
     """Build an :class:`ImageDataset`, computing statistics and the content hash."""
+    images = images.contiguous()
     mean, std = channel_stats(images)
     return ImageDataset(
-        images=images.contiguous(),
+        images=images,
         labels=labels.to(torch.int64),
         classes=classes,
         mean=mean,

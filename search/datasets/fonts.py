@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from search.datasets.dataset import DatasetError, ImageDataset, make_dataset
+from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
 from search.datasets.spec import FontsSpec
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts")
@@ -99,23 +100,26 @@ def _render(font: Font, char: str, spec: FontsSpec, rng: np.random.Generator) ->
     return np.asarray(canvas)
 
 
-def load_fonts(spec: FontsSpec) -> ImageDataset:
+def load_fonts(spec: FontsSpec, limits: DecodeLimits = DEFAULT_LIMITS) -> ImageDataset:
     """Render ``spec.per_font`` images of every character in every usable font."""
     fonts = _fonts(spec)
+    count = len(fonts) * len(spec.characters) * spec.per_font
+    limits.check_shape("fonts dataset", count, 1, spec.size, spec.size)
     rng = np.random.default_rng(spec.seed)
     cache = _FontCache()
     low, high = spec.size // 2, spec.size * 7 // 8
-    images, labels, groups = [], [], []
+    images = np.empty((count, 1, spec.size, spec.size), dtype=np.uint8)
+    labels: list[int] = []
+    groups: list[int] = []
     for group, (_, file, fixed) in enumerate(fonts):
         for label, char in enumerate(spec.characters):
             for _ in range(spec.per_font):
                 point = fixed or int(rng.integers(low, high + 1))
-                images.append(_render(cache.get(file, point), char, spec, rng))
+                images[len(labels), 0] = _render(cache.get(file, point), char, spec, rng)
                 labels.append(label)
                 groups.append(group)
-    tensor = torch.from_numpy(np.stack(images)).unsqueeze(1).contiguous()
     return make_dataset(
-        tensor,
+        torch.from_numpy(images),
         torch.tensor(labels, dtype=torch.int64),
         list(spec.characters),
         groups=torch.tensor(groups, dtype=torch.int64),

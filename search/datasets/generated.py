@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from search.datasets.dataset import ImageDataset, make_dataset
+from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
 from search.datasets.spec import SyntheticSpec
 
 DIGITS_SIZE = 32
@@ -35,7 +36,7 @@ def digits_fingerprint() -> str:
     return f"sklearn-{sklearn.__version__}"
 
 
-def load_synthetic(spec: SyntheticSpec) -> ImageDataset:
+def load_synthetic(spec: SyntheticSpec, limits: DecodeLimits = DEFAULT_LIMITS) -> ImageDataset:
     """Seeded random-pattern classes that a small network learns in a few epochs.
 
     Each class has a smooth random prototype (a coarse random grid upsampled to ``size``);
@@ -44,6 +45,7 @@ def load_synthetic(spec: SyntheticSpec) -> ImageDataset:
     """
     gen = torch.Generator().manual_seed(spec.seed)
     n, size, channels = spec.per_class, spec.size, spec.channels
+    limits.check_shape("synthetic dataset", spec.num_classes * n, channels, size, size)
     coarse = torch.rand(spec.num_classes, channels, 4, 4, generator=gen)
     protos = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
     labels = torch.arange(spec.num_classes).repeat_interleave(n)

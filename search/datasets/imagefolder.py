@@ -15,14 +15,20 @@ Rules:
 * Size: with ``image_size`` every image is resized to that square; without it, images whose
   size differs from the most common size are resized to it (bilinear).
 * Corrupt or undecodable files make one error listing every such file. Pillow's
-  decompression-bomb warning is treated as an error.
+  decompression-bomb warning is treated as an error, and only the decoders of the listed
+  extensions are tried (PNG, JPEG, BMP, GIF, WebP, TIFF, PPM), whatever a file is named.
+* Memory (`search.datasets.limits.DecodeLimits`): a file whose header declares more than
+  ``max_image_pixels`` is refused (and listed) without being decoded; the size of the whole
+  result, counted at three channels, and its side are checked before the first pixel is
+  decoded. Each image is resized as soon as it is decoded, into the one result array.
 """
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +38,11 @@ import torch
 from PIL import Image
 
 from search.datasets.dataset import SPLIT_CODES, DatasetError, ImageDataset, make_dataset
+from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+# Pillow picks the decoder from the content; only these are tried, whatever the file's name.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 _LISTED_ERRORS = 20
 
 
@@ -155,12 +164,24 @@ def list_folder(path: str) -> FolderFiles:
     return FolderFiles(fs, classes, paths, labels, splits)
 
 
-def _open_image(data: bytes) -> Image.Image:
-    with warnings.catch_warnings():
+class _ImageRefused(ValueError):
+    """An image file over ``max_image_pixels``, refused from its header."""
+
+
+_FILE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning)
+
+
+@contextmanager
+def _opened(fs: Any, path: str, limits: DecodeLimits) -> Iterator[Image.Image]:
+    """The image opened lazily (its header read, no pixel decoded) and refused by its declared
+    size; inside, Pillow's decompression-bomb warning is an error."""
+    with fs.open(path, "rb") as handle, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    return image
+        image = Image.open(handle, formats=IMAGE_FORMATS)
+        problem = limits.image_problem(*image.size)
+        if problem is not None:
+            raise _ImageRefused(problem)
+        yield image
 
 
 def _raise_corrupt(bad: list[tuple[str, str]]) -> None:
@@ -169,62 +190,95 @@ def _raise_corrupt(bad: list[tuple[str, str]]) -> None:
     raise DatasetError(f"{len(bad)} image file(s) could not be decoded: {listed}{more}")
 
 
-def _decode_all(fs: Any, paths: list[str], image_size: int | None) -> list[np.ndarray]:
-    """Decode every file to an RGB array, collecting every failure before raising.
+def _failure(path: str, exc: Exception) -> tuple[str, str]:
+    reason = str(exc) if isinstance(exc, _ImageRefused) else f"{type(exc).__name__}: {exc}"
+    return _basename(path), reason
 
-    With a fixed ``image_size`` each image is resized at once, so that large files never pile
-    up in memory at their full size.
-    """
-    arrays: list[np.ndarray] = []
-    bad: list[tuple[str, str]] = []
+
+def _header_sizes(
+    fs: Any, paths: list[str], limits: DecodeLimits, bad: list[tuple[str, str]]
+) -> list[tuple[int, int] | None]:
+    """The (height, width) each file declares, None for a file that fails (added to ``bad``)."""
+    sizes: list[tuple[int, int] | None] = []
     for p in paths:
         try:
-            with fs.open(p, "rb") as handle:
-                image = _open_image(handle.read()).convert("RGB")
-            if image_size is not None and image.size != (image_size, image_size):
-                image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            arrays.append(np.asarray(image))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning) as exc:
-            bad.append((_basename(p), f"{type(exc).__name__}: {exc}"))
+            with _opened(fs, p, limits) as image:
+                width, height = image.size
+            sizes.append((height, width))
+        except _FILE_ERRORS as exc:
+            bad.append(_failure(p, exc))
+            sizes.append(None)
+    return sizes
+
+
+def _most_common(sizes: list[tuple[int, int] | None]) -> tuple[int, int]:
+    counts = Counter(s for s in sizes if s is not None)
+    if not counts:
+        return 1, 1
+    # Ties go to the larger size so that no image is shrunk needlessly.
+    return max(counts.items(), key=lambda item: (item[1], item[0]))[0]
+
+
+def _decode_one(fs: Any, path: str, size: tuple[int, int], limits: DecodeLimits) -> np.ndarray:
+    """One file as an RGB (height, width, 3) array of ``size``; the full-size copies last only
+    for this image."""
+    with _opened(fs, path, limits) as image:
+        declared = image.size
+        image.load()
+    if image.size != declared:
+        raise ValueError(f"decoded to {image.size}, its header said {declared}")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    height, width = size
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def decode_images(
+    fs: Any, paths: list[str], image_size: int | None, limits: DecodeLimits = DEFAULT_LIMITS
+) -> torch.Tensor:
+    """Decode image files into one uint8 (N, C, H, W) tensor, by the module's colour and size
+    rules; the error names every file that cannot be decoded.
+
+    The size comes from ``image_size`` or, without it, from every file's header; the result
+    is checked against ``limits`` before any pixel is decoded, and each image is resized as
+    soon as it is decoded, so that large files never pile up at their full size.
+    """
+    bad: list[tuple[str, str]] = []
+    failed: set[int] = set()
+    if image_size is None:
+        sizes = _header_sizes(fs, paths, limits, bad)
+        failed = {i for i, size in enumerate(sizes) if size is None}
+        height, width = _most_common(sizes)
+    else:
+        height, width = image_size, image_size
+    limits.check_shape(f"{len(paths)} image files", len(paths), 3, height, width)
+    out = np.empty((len(paths), 3, height, width), dtype=np.uint8)
+    grey = True
+    for i, p in enumerate(paths):
+        if i in failed:
+            continue
+        try:
+            array = _decode_one(fs, p, (height, width), limits)
+        except _FILE_ERRORS as exc:
+            bad.append(_failure(p, exc))
+            continue
+        grey = grey and bool((array[..., 0] == array[..., 1]).all())
+        grey = grey and bool((array[..., 1] == array[..., 2]).all())
+        out[i] = array.transpose(2, 0, 1)
     if bad:
         _raise_corrupt(bad)
-    return arrays
+    images = torch.from_numpy(out)
+    return images[:, :1].contiguous() if grey else images
 
 
-def _target_size(arrays: list[np.ndarray], image_size: int | None) -> tuple[int, int]:
-    if image_size is not None:
-        return image_size, image_size
-    sizes = Counter((a.shape[0], a.shape[1]) for a in arrays)
-    # Ties go to the larger size so that no image is shrunk needlessly.
-    return max(sizes.items(), key=lambda item: (item[1], item[0]))[0]
-
-
-def _stack(arrays: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
-    height, width = size
-    out = np.empty((len(arrays), height, width, 3), dtype=np.uint8)
-    for i, array in enumerate(arrays):
-        if array.shape[:2] != (height, width):
-            resized = Image.fromarray(array).resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(resized)
-        out[i] = array
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-
-
-def decode_images(fs: Any, paths: list[str], image_size: int | None) -> torch.Tensor:
-    """Decode image files into one uint8 (N, C, H, W) tensor, by the module's colour and size
-    rules; the error names every file that cannot be decoded."""
-    arrays = _decode_all(fs, paths, image_size)
-    images = _stack(arrays, _target_size(arrays, image_size))
-    grey = bool((images[:, 0] == images[:, 1]).all() and (images[:, 1] == images[:, 2]).all())
-    if grey:
-        images = images[:, :1].contiguous()
-    return images
-
-
-def load_image_folder(path: str, image_size: int | None = None) -> ImageDataset:
+def load_image_folder(
+    path: str, image_size: int | None = None, limits: DecodeLimits = DEFAULT_LIMITS
+) -> ImageDataset:
     """Decode an image folder into an :class:`ImageDataset` (see the module rules)."""
     listing = list_folder(path)
-    images = decode_images(listing.fs, listing.paths, image_size)
+    images = decode_images(listing.fs, listing.paths, image_size, limits)
     labels = torch.tensor(listing.labels, dtype=torch.int64)
     splits = None if listing.splits is None else torch.tensor(listing.splits, dtype=torch.int64)
     return make_dataset(images, labels, listing.classes, splits=splits)

@@ -20,6 +20,7 @@ from search.datasets import (
 )
 from search.datasets.cache import CACHE_FORMAT, cache_path, read_cached, write_cached
 from search.datasets.dataset import DatasetError, ImageDataset, make_dataset, resize_images
+from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
 from search.datasets.spec import (
     ArchiveSpec,
     DatasetSpec,
@@ -42,8 +43,9 @@ class DatasetSource(ABC, Generic[SpecT]):
         """A string that changes whenever the decoded content could change."""
 
     @abstractmethod
-    def decode(self, spec: SpecT) -> ImageDataset:
-        """Decode the whole dataset."""
+    def decode(self, spec: SpecT, limits: DecodeLimits) -> ImageDataset:
+        """Decode the whole dataset, refusing it (`DatasetError`) before it allocates more than
+        ``limits`` allow."""
 
 
 class DigitsSource(DatasetSource[DigitsSpec]):
@@ -52,8 +54,8 @@ class DigitsSource(DatasetSource[DigitsSpec]):
     def fingerprint(self, spec: DigitsSpec) -> str:
         return generated.digits_fingerprint()
 
-    def decode(self, spec: DigitsSpec) -> ImageDataset:
-        return generated.load_digits_dataset()
+    def decode(self, spec: DigitsSpec, limits: DecodeLimits) -> ImageDataset:
+        return generated.load_digits_dataset()  # 1797 images of 32x32: always within limits
 
 
 class SyntheticSource(DatasetSource[SyntheticSpec]):
@@ -62,8 +64,8 @@ class SyntheticSource(DatasetSource[SyntheticSpec]):
     def fingerprint(self, spec: SyntheticSpec) -> str:
         return "synthetic"
 
-    def decode(self, spec: SyntheticSpec) -> ImageDataset:
-        return generated.load_synthetic(spec)
+    def decode(self, spec: SyntheticSpec, limits: DecodeLimits) -> ImageDataset:
+        return generated.load_synthetic(spec, limits)
 
 
 class ImageFolderSource(DatasetSource[ImageFolderSpec]):
@@ -72,8 +74,8 @@ class ImageFolderSource(DatasetSource[ImageFolderSpec]):
     def fingerprint(self, spec: ImageFolderSpec) -> str:
         return imagefolder.folder_fingerprint(spec.path)
 
-    def decode(self, spec: ImageFolderSpec) -> ImageDataset:
-        return imagefolder.load_image_folder(spec.path, spec.image_size)
+    def decode(self, spec: ImageFolderSpec, limits: DecodeLimits) -> ImageDataset:
+        return imagefolder.load_image_folder(spec.path, spec.image_size, limits)
 
 
 class ArchiveSource(DatasetSource[ArchiveSpec]):
@@ -89,12 +91,12 @@ class ArchiveSource(DatasetSource[ArchiveSpec]):
             raise DatasetError(f"archive {spec.path!r} does not exist") from exc
         return digest.hexdigest()
 
-    def decode(self, spec: ArchiveSpec) -> ImageDataset:
+    def decode(self, spec: ArchiveSpec, limits: DecodeLimits) -> ImageDataset:
         with archive.extracted_archive(spec.path) as root:
             table = manifest.find_manifest(root)
             if table is not None:
-                return manifest.load_manifest(str(table), spec.image_size)
-            return imagefolder.load_image_folder(str(root), spec.image_size)
+                return manifest.load_manifest(str(table), spec.image_size, limits)
+            return imagefolder.load_image_folder(str(root), spec.image_size, limits)
 
 
 class ManifestSource(DatasetSource[ManifestSpec]):
@@ -103,8 +105,8 @@ class ManifestSource(DatasetSource[ManifestSpec]):
     def fingerprint(self, spec: ManifestSpec) -> str:
         return manifest.manifest_fingerprint(spec.path)
 
-    def decode(self, spec: ManifestSpec) -> ImageDataset:
-        return manifest.load_manifest(spec.path, spec.image_size)
+    def decode(self, spec: ManifestSpec, limits: DecodeLimits) -> ImageDataset:
+        return manifest.load_manifest(spec.path, spec.image_size, limits)
 
 
 class TorchvisionSource(DatasetSource[TorchvisionSpec]):
@@ -113,8 +115,8 @@ class TorchvisionSource(DatasetSource[TorchvisionSpec]):
     def fingerprint(self, spec: TorchvisionSpec) -> str:
         return torchvision_sources.torchvision_fingerprint(spec)
 
-    def decode(self, spec: TorchvisionSpec) -> ImageDataset:
-        return torchvision_sources.load_torchvision(spec)
+    def decode(self, spec: TorchvisionSpec, limits: DecodeLimits) -> ImageDataset:
+        return torchvision_sources.load_torchvision(spec, limits)
 
 
 class FontsSource(DatasetSource[FontsSpec]):
@@ -123,8 +125,8 @@ class FontsSource(DatasetSource[FontsSpec]):
     def fingerprint(self, spec: FontsSpec) -> str:
         return fonts.fonts_fingerprint(spec)
 
-    def decode(self, spec: FontsSpec) -> ImageDataset:
-        return fonts.load_fonts(spec)
+    def decode(self, spec: FontsSpec, limits: DecodeLimits) -> ImageDataset:
+        return fonts.load_fonts(spec, limits)
 
 
 # Keyed by the spec's ``source``; each source receives only its own kind of spec.
@@ -139,11 +141,15 @@ SOURCES: dict[str, DatasetSource[Any]] = {
 }
 
 
-def _decode(spec: DatasetSpec) -> ImageDataset:
-    ds = SOURCES[spec.source].decode(spec)
-    if spec.image_size is not None and ds.image_size != (spec.image_size, spec.image_size):
+def _decode(spec: DatasetSpec, limits: DecodeLimits) -> ImageDataset:
+    ds = SOURCES[spec.source].decode(spec, limits)
+    size = spec.image_size
+    if size is not None and ds.image_size != (size, size):
+        # The decoded images stay alive while their resized copy is written.
+        held = ds.images.numel()
+        limits.check_shape(f"{spec.source} dataset", len(ds), ds.channels, size, size, held)
         ds = make_dataset(
-            resize_images(ds.images, spec.image_size),
+            resize_images(ds.images, size),
             ds.labels,
             ds.classes,
             groups=ds.groups,
@@ -165,23 +171,28 @@ def cache_key(spec: DatasetSpec) -> str:
 
 
 def load_dataset(
-    spec: DatasetSpec, cache_dir: str | os.PathLike[str] | None = None
+    spec: DatasetSpec,
+    cache_dir: str | os.PathLike[str] | None = None,
+    limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> ImageDataset:
     """Decode a dataset, or read it from the cache when its source content is unchanged.
 
     Args:
         spec: what to load.
         cache_dir: folder of decoded-tensor caches (safetensors); None disables caching.
+        limits: the memory bounds of decoding; a cached dataset whose images are larger than
+            ``limits.max_image_size`` is decoded anew, and so refused.
 
     Raises:
-        DatasetError: the source cannot be read; the message names the problem.
+        DatasetError: the source cannot be read, or exceeds ``limits``; the message names the
+            problem.
     """
     if cache_dir is None:
-        return _decode(spec)
+        return _decode(spec, limits)
     path = cache_path(cache_dir, cache_key(spec))
-    cached = read_cached(path)
+    cached = read_cached(path, limits)
     if cached is not None:
         return cached
-    ds = _decode(spec)
+    ds = _decode(spec, limits)
     write_cached(path, ds)
     return ds

@@ -12,8 +12,8 @@ Columns (any others are ignored):
   Every class needs training images; ``test`` images are never seen by the search.
 
 Row numbers in messages count data rows from 1 (the header is not a row). A manifest holds at
-most ``archive.MAX_ENTRIES`` rows; images are decoded by the image-folder rules. A CSV is read
-as UTF-8 (a leading byte-order mark is skipped).
+most ``archive.MAX_ENTRIES`` rows; images are decoded by the image-folder rules and limits. A
+CSV is read as UTF-8 (a leading byte-order mark is skipped).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import torch
 from search.datasets import archive
 from search.datasets.dataset import SPLIT_CODES, DatasetError, ImageDataset, make_dataset
 from search.datasets.imagefolder import decode_images, files_fingerprint
+from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
 
 MANIFEST_FILES = ("manifest.csv", "manifest.parquet")
 REQUIRED_COLUMNS = ("path", "label")
@@ -214,7 +215,9 @@ def _check_training_classes(path: str, labels: list[str], splits: list[str]) -> 
         )
 
 
-def load_manifest(path: str, image_size: int | None = None) -> ImageDataset:
+def load_manifest(
+    path: str, image_size: int | None = None, limits: DecodeLimits = DEFAULT_LIMITS
+) -> ImageDataset:
     """Decode the images a manifest lists into an :class:`ImageDataset`."""
     files = list_manifest(path)
     classes = _names(files.labels)
@@ -232,7 +235,7 @@ def load_manifest(path: str, image_size: int | None = None) -> ImageDataset:
         group_names = _names(files.groups)
         groups = _ids(files.groups, group_names)
     return make_dataset(
-        decode_images(files.fs, files.paths, image_size),
+        decode_images(files.fs, files.paths, image_size, limits),
         _ids(files.labels, classes),
         classes,
         groups=groups,

@@ -6,17 +6,24 @@ pixels), never from the "python version", whose batches can run code when read. 
 FashionMNIST are parsed from the idx files (plain or gzipped) in ``<root>/<Name>/raw`` as
 torchvision lays them out, SVHN from ``<root>/<split>_32x32.mat`` with scipy. With
 ``download=True`` the missing files are fetched with torchvision's download helpers.
+
+The number of images is read from the file sizes (CIFAR) or headers (idx, ``.mat``) and checked
+against the `DecodeLimits` before the pixels are read. CIFAR and idx pixels are then read
+straight into the result; scipy's ``.mat`` reader holds SVHN about twice while it reads.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from search.datasets.dataset import DatasetError, ImageDataset, make_dataset
+from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
 from search.datasets.spec import TorchvisionSpec
 
 CIFAR10_CLASSES = [
@@ -34,6 +41,8 @@ _CIFAR_URLS = {
 }
 _CIFAR_DIRS = {"CIFAR10": "cifar-10-batches-bin", "CIFAR100": "cifar-100-binary"}
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
+# Records read, or SVHN images reordered, at a time.
+_BLOCK_RECORDS = 4096
 
 
 def _cifar_files(root: Path, name: str, split: str) -> list[Path]:
@@ -112,18 +121,29 @@ def ensure_files(spec: TorchvisionSpec) -> list[Path]:
     return files
 
 
-def _read_cifar(files: list[Path], label_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_cifar(
+    files: list[Path], label_bytes: int, name: str, limits: DecodeLimits
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The records of every batch, counted from the file sizes and checked before reading,
+    then read a block at a time into the result."""
     record = label_bytes + 3072
-    chunks = []
+    sizes = [f.stat().st_size for f in files]
+    for f, size in zip(files, sizes, strict=True):
+        if size == 0 or size % record:
+            raise DatasetError(f"{f.name} is not a CIFAR binary batch ({size} bytes)")
+    count = sum(sizes) // record
+    limits.check_shape(name, count, 3, 32, 32)
+    images = np.empty((count, 3072), dtype=np.uint8)
+    labels = np.empty(count, dtype=np.int64)
+    at = 0
     for f in files:
-        raw = np.fromfile(f, dtype=np.uint8)
-        if raw.size == 0 or raw.size % record:
-            raise DatasetError(f"{f.name} is not a CIFAR binary batch ({raw.size} bytes)")
-        chunks.append(raw.reshape(-1, record))
-    data = np.concatenate(chunks)
-    labels = torch.from_numpy(data[:, label_bytes - 1].astype(np.int64))
-    images = torch.from_numpy(data[:, label_bytes:].reshape(-1, 3, 32, 32).copy())
-    return images, labels
+        with open(f, "rb") as handle:
+            while block := handle.read(record * _BLOCK_RECORDS):
+                rows = np.frombuffer(block, dtype=np.uint8).reshape(-1, record)
+                images[at : at + len(rows)] = rows[:, label_bytes:]
+                labels[at : at + len(rows)] = rows[:, label_bytes - 1]
+                at += len(rows)
+    return torch.from_numpy(images.reshape(-1, 3, 32, 32)), torch.from_numpy(labels)
 
 
 def _cifar_classes(folder: Path, name: str) -> list[str]:
@@ -137,51 +157,95 @@ def _cifar_classes(folder: Path, name: str) -> list[str]:
     return [f"class_{i}" for i in range(100)]
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Parse an idx file of unsigned bytes (MNIST format), plain or gzipped."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+def _open_idx(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _idx_header(handle: io.BufferedIOBase, path: Path) -> tuple[int, ...]:
+    head = handle.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
         raise DatasetError(f"{path.name} is not an unsigned-byte idx file")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise DatasetError(f"{path.name}: header announces {shape}, file holds {body.size} bytes")
+    dims = handle.read(4 * head[3])
+    if len(dims) != 4 * head[3]:
+        raise DatasetError(f"{path.name} is not an unsigned-byte idx file")
+    return tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(head[3]))
+
+
+def idx_shape(path: Path) -> tuple[int, ...]:
+    """The shape an idx file announces in its header (nothing else is read)."""
+    with _open_idx(path) as handle:
+        return _idx_header(handle, path)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an idx file of unsigned bytes (MNIST format), plain or gzipped.
+
+    Read straight into the result: check `idx_shape` against the limits first.
+    """
+    with _open_idx(path) as handle:
+        shape = _idx_header(handle, path)
+        body = np.empty(math.prod(shape), dtype=np.uint8)
+        view, got = body.data, 0
+        while got < body.size and (n := handle.readinto(view[got:])):
+            got += n
+        more = handle.read(1)
+    if got != body.size or more:
+        held = f"{got} bytes" if not more else f"more than {got} bytes"
+        raise DatasetError(f"{path.name}: header announces {shape}, file holds {held}")
     return body.reshape(shape)
 
 
-def _read_svhn(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_svhn(path: Path, limits: DecodeLimits) -> tuple[torch.Tensor, torch.Tensor]:
     try:
-        from scipy.io import loadmat  # optional: only SVHN needs it
+        from scipy.io import loadmat, whosmat  # optional: only SVHN needs it
     except ImportError as exc:  # pragma: no cover - scipy ships with scikit-learn
         raise DatasetError("reading SVHN needs scipy (pip install scipy)") from exc
-    mat = loadmat(str(path))
-    if "X" not in mat or "y" not in mat:
+    shapes = {name: shape for name, shape, _ in whosmat(str(path))}
+    if "X" not in shapes or "y" not in shapes:
         raise DatasetError(f"{path.name} has no X/y arrays")
-    images = torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1), np.uint8))
+    if len(shapes["X"]) != 4:
+        raise DatasetError(f"{path.name}: X has shape {shapes['X']}, not (H, W, C, N)")
+    height, width, channels, count = shapes["X"]
+    limits.check_shape(f"SVHN {path.name}", count, channels, height, width)
+    mat = loadmat(str(path), variable_names=["X", "y"])
     labels = torch.from_numpy(mat["y"].reshape(-1).astype(np.int64) % 10)  # SVHN stores 0 as 10
-    return images, labels
+    return torch.from_numpy(_images_first(mat["X"])), labels
 
 
-def load_torchvision(spec: TorchvisionSpec) -> ImageDataset:
+def _images_first(x: np.ndarray) -> np.ndarray:
+    """(H, W, C, N) as (N, C, H, W), in place when it can be.
+
+    MATLAB stores X column-major, so ``x.T`` is already (N, C, W, H) in one C-ordered block;
+    swapping W and H within each image, a block of images at a time, needs no second copy
+    of the whole set.
+    """
+    if x.dtype != np.uint8 or not x.flags.f_contiguous or x.shape[0] != x.shape[1]:
+        return np.ascontiguousarray(x.transpose(3, 2, 0, 1), np.uint8)
+    images = x.T
+    for start in range(0, len(images), _BLOCK_RECORDS):
+        block = images[start : start + _BLOCK_RECORDS]
+        block[...] = block.transpose(0, 1, 3, 2).copy()
+    return images
+
+
+def load_torchvision(spec: TorchvisionSpec, limits: DecodeLimits = DEFAULT_LIMITS) -> ImageDataset:
     """Decode a torchvision dataset from its files (see the module docstring)."""
     files = ensure_files(spec)
     name = spec.name
     if name in _CIFAR_DIRS:
         label_bytes = 1 if name == "CIFAR10" else 2
-        images, labels = _read_cifar(files, label_bytes)
+        images, labels = _read_cifar(files, label_bytes, name, limits)
         classes = _cifar_classes(files[0].parent, str(name))
     elif name == "SVHN":
-        images, labels = _read_svhn(files[0])
+        images, labels = _read_svhn(files[0], limits)
         classes = list(DIGIT_CLASSES)
     else:
-        pixels, raw_labels = read_idx(files[0]), read_idx(files[1])
-        if pixels.ndim != 3 or raw_labels.shape != (pixels.shape[0],):
-            raise DatasetError(f"{name} idx files disagree: {pixels.shape} vs {raw_labels.shape}")
-        images = torch.from_numpy(pixels.copy()).unsqueeze(1)
-        labels = torch.from_numpy(raw_labels.astype(np.int64))
+        shape, label_shape = idx_shape(files[0]), idx_shape(files[1])
+        if len(shape) != 3 or label_shape != shape[:1]:
+            raise DatasetError(f"{name} idx files disagree: {shape} vs {label_shape}")
+        limits.check_shape(name, shape[0], 1, shape[1], shape[2])
+        images = torch.from_numpy(read_idx(files[0])).unsqueeze(1)
+        labels = torch.from_numpy(read_idx(files[1]).astype(np.int64))
         classes = list(DIGIT_CLASSES if name == "MNIST" else FASHION_CLASSES)
     if len(labels) and int(labels.max()) >= len(classes):
         raise DatasetError(f"{name}: label {int(labels.max())} beyond {len(classes)} classes")

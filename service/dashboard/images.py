@@ -9,6 +9,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from service.datasets.service import decode_limits, thumbnail, tile_size
 from service.errors import InvalidInput
 from service.settings import Settings
 
@@ -18,16 +19,8 @@ if TYPE_CHECKING:
 PREVIEW_ROWS = 6
 PREVIEW_AUGMENTED = 5
 GAP = 6  # pixels between the original column and the augmented ones
-
-
-def _tile(image: Tensor, scale: int) -> Any:
-    from PIL import Image
-
-    img = image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
-    tile = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
-    if scale > 1:
-        tile = tile.resize((tile.width * scale, tile.height * scale), Image.Resampling.NEAREST)
-    return tile
+# Images are drawn in squares of this side: small ones enlarged, large ones shrunk.
+PREVIEW_CELL = 96
 
 
 def _rows(labels: Tensor, rows: int) -> list[int]:
@@ -69,18 +62,17 @@ def render_preview(images: Tensor, labels: Tensor, policy: dict[str, Any], seed:
     except ValueError as exc:
         raise InvalidInput(f"cannot preview this policy: {exc}") from exc
     picks = _rows(labels, PREVIEW_ROWS)
-    size = int(images.shape[-1])
-    scale = max(1, 96 // size)
-    cell = size * scale
-    grid = Image.new("RGB", (cell * (PREVIEW_AUGMENTED + 1) + GAP, cell * len(picks)), "white")
+    width, height = tile_size(int(images.shape[-2]), int(images.shape[-1]), PREVIEW_CELL)
+    grid = Image.new("RGB", (width * (PREVIEW_AUGMENTED + 1) + GAP, height * len(picks)), "white")
     generator = torch.Generator().manual_seed(seed)
     for row, index in enumerate(picks):
         original = images[index]
         batch = original.unsqueeze(0).repeat(PREVIEW_AUGMENTED, 1, 1, 1)
         augmented = augmenter(batch, generator)
-        grid.paste(_tile(original, scale), (0, row * cell))
+        grid.paste(thumbnail(original, PREVIEW_CELL), (0, row * height))
         for col in range(PREVIEW_AUGMENTED):
-            grid.paste(_tile(augmented[col], scale), (cell + GAP + col * cell, row * cell))
+            tile = thumbnail(augmented[col], PREVIEW_CELL)
+            grid.paste(tile, (width + GAP + col * width, row * height))
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -118,10 +110,12 @@ class PreviewCache:
 
 
 def load_images(dataset_spec: dict[str, Any], settings: Settings) -> Any:
-    """Decode (or read from the decoded cache) the dataset a search ran on."""
+    """Decode (or read from the decoded cache) the dataset a search ran on, within the
+    settings' decoding limits."""
     from search.datasets import DatasetError, load_dataset, parse_dataset_spec
 
     try:
-        return load_dataset(parse_dataset_spec(dataset_spec), settings.data_dir / "cache")
+        spec = parse_dataset_spec(dataset_spec)
+        return load_dataset(spec, settings.data_dir / "cache", decode_limits(settings))
     except (DatasetError, ValueError, OSError) as exc:
         raise InvalidInput(f"cannot load the dataset for the preview: {exc}") from exc

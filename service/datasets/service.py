@@ -19,12 +19,18 @@ from service.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadT
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    import PIL.Image
+    from torch import Tensor
+
     from search.datasets import ImageDataset
+    from search.datasets.limits import DecodeLimits
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 SAMPLES_PER_CLASS = 8
 MAX_GRID_CLASSES = 20
+# Longest side of a sample-grid tile: larger images are drawn shrunk.
+SAMPLE_TILE = 96
 
 
 def get(session: Session, dataset_id: int, user: User) -> Dataset:
@@ -142,6 +148,17 @@ def _spec_for(body: DatasetCreate, user: User, settings: Settings) -> dict[str, 
     return spec
 
 
+def decode_limits(settings: Settings) -> DecodeLimits:
+    """The memory bounds of decoding a dataset, from the settings."""
+    from search.datasets.limits import DecodeLimits
+
+    return DecodeLimits(
+        max_dataset_bytes=settings.max_dataset_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        max_image_size=settings.max_image_size,
+    )
+
+
 def _decode(spec: dict[str, Any], settings: Settings, shown_as: str | None = None) -> ImageDataset:
     """Decode ``spec``; a failure is InvalidInput naming ``spec["path"]`` as ``shown_as`` (the
     user's name for it) and no other server folder (`redaction.public_message`)."""
@@ -149,7 +166,7 @@ def _decode(spec: dict[str, Any], settings: Settings, shown_as: str | None = Non
 
     try:
         parsed = parse_dataset_spec(spec)
-        return load_dataset(parsed, cache_dir=settings.data_dir / "cache")
+        return load_dataset(parsed, settings.data_dir / "cache", decode_limits(settings))
     except (DatasetError, ValueError, OSError) as exc:
         names = {}
         if shown_as is not None:
@@ -257,15 +274,15 @@ def samples_png(dataset: Dataset, settings: Settings) -> bytes:
     shown_as = dataset.name if dataset.source == "archive" else None
     data = _decode(dataset.spec, settings, shown_as)
     n_classes = min(len(data.classes), MAX_GRID_CLASSES)
-    size = int(data.images.shape[-1])
-    grid = Image.new("RGB", (SAMPLES_PER_CLASS * size, n_classes * size))
+    height, width = data.image_size
+    cell = min(max(height, width), SAMPLE_TILE)
+    tile_w, tile_h = tile_size(height, width, cell)
+    grid = Image.new("RGB", (SAMPLES_PER_CLASS * tile_w, n_classes * tile_h))
     for row in range(n_classes):
         idx = (data.labels == row).nonzero().flatten()[:SAMPLES_PER_CLASS].tolist()
         for col, i in enumerate(idx):
-            img = data.images[i]
-            img = img.expand(3, -1, -1) if img.shape[0] == 1 else img[:3]
-            tile = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
-            grid.paste(tile, (col * size, row * size))
+            # A cached dataset maps its file: only the images drawn are read.
+            grid.paste(thumbnail(data.images[i], cell), (col * tile_w, row * tile_h))
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -273,3 +290,27 @@ def samples_png(dataset: Dataset, settings: Settings) -> bytes:
     tmp.write_bytes(buffer.getvalue())
     os.replace(tmp, cached)
     return buffer.getvalue()
+
+
+def tile_size(height: int, width: int, cell: int) -> tuple[int, int]:
+    """Width and height of an image drawn in a ``cell`` x ``cell`` square: shrunk to fit when
+    larger, otherwise enlarged by the largest whole factor that fits."""
+    longest = max(height, width)
+    if longest > cell:
+        return max(1, width * cell // longest), max(1, height * cell // longest)
+    scale = max(1, cell // longest)
+    return width * scale, height * scale
+
+
+def thumbnail(image: Tensor, cell: int) -> PIL.Image.Image:
+    """A uint8 (C, H, W) image as an RGB picture of `tile_size` (grayscale repeated)."""
+    from PIL import Image
+
+    rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
+    picture = Image.fromarray(rgb.permute(1, 2, 0).contiguous().numpy())
+    size = tile_size(picture.height, picture.width, cell)
+    if size == picture.size:
+        return picture
+    if size[0] > picture.width:  # enlarged: keep the pixels sharp
+        return picture.resize(size, Image.Resampling.NEAREST)
+    return picture.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
