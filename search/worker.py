@@ -12,14 +12,16 @@ Dispatch stays cheap as studies grow: the worker wraps its storage once in Optun
 cache (finished trials are read once per process, only unfinished and new ones each time),
 reaps stale trials of a search at most once per heartbeat interval, advances a search only
 when its current stage may be over (from the trials its pick has just read, not again after
-each trial), reads a finished trial back only to re-queue it, and rewrites its registry
-record only when its state changes or every ``REGISTER_INTERVAL_S``. Between trials it does
-not wait: ``poll_interval`` is the pause of an idle worker only.
+each trial), and reads a finished trial back only to re-queue it. Between trials it does not
+wait: ``poll_interval`` is the pause of an idle worker only.
 
 Workers register in the study ``augsearch-workers``: one user attr per worker name holding
-``{device, host, pid, state, current_trial, trials_done, last_seen}``. Each worker writes only
-its own key, so updates never race; a worker whose ``last_seen`` is older than a few poll
-intervals is gone.
+``{device, host, pid, state, current_trial, trials_done, heartbeat_s, last_seen}``. Each
+worker writes only its own key, so updates never race: the loop when its state or trial
+changes, and a heartbeat thread every ``heartbeat_s`` (the smaller of ``REGISTER_INTERVAL_S``
+and the trial heartbeat interval) whatever the loop is doing, also through a trial of hours.
+A worker whose ``last_seen`` is older than ``LOST_AFTER_BEATS`` of its beats is lost (killed,
+or its host is down): `is_lost`.
 
 A lost connection to the storage (database restart, proxy blink) does not end the loop: the
 worker logs it and retries with backoff for up to ``max_outage_s``; a trial that was running
@@ -36,7 +38,8 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,8 +65,10 @@ from search.storage import (
 )
 
 WORKERS_STUDY = "augsearch-workers"
-# Busy workers refresh their registry record at most this often (well under `workers_alive`).
+# A worker's registry record is refreshed at least this often (its heartbeat).
 REGISTER_INTERVAL_S = 10.0
+# Beats missed before a worker is lost: 30 s at the default interval.
+LOST_AFTER_BEATS = 3
 log = logging.getLogger("augsearch.worker")
 
 
@@ -150,8 +155,10 @@ class Worker:
         self._studies: dict[str, optuna.Study] = {}
         self._specs: dict[str, SearchSpec] = {}
         self._reaped_at: dict[str, float] = {}
+        self.register_interval = min(REGISTER_INTERVAL_S, float(heartbeat_interval))
         self._registry: optuna.Study | None = None
-        self._registered: tuple[str, float] | None = None
+        self._registered: tuple[str, str | None, float] | None = None
+        self._registry_lock = threading.Lock()
 
     def stop(self) -> None:
         """Ask the loop to stop; the running trial stops after its current epoch."""
@@ -165,24 +172,25 @@ class Worker:
         """
         idle_limit = max_idle if max_idle is not None else self.idle_exit
         self._install_sigterm()
-        idle_since = time.monotonic()
-        outage_since: float | None = None
-        while not self.stop_event.is_set():
-            try:
-                ran = self._serve_once()
-            except Exception as exc:
-                outage_since = outage_since or time.monotonic()
-                self._survive(exc, time.monotonic() - outage_since)
-                continue
-            outage_since = None
-            if ran:
-                idle_since = time.monotonic()
-                if self.max_trials is not None and self.trials_done >= self.max_trials:
+        with self._heartbeat():
+            idle_since = time.monotonic()
+            outage_since: float | None = None
+            while not self.stop_event.is_set():
+                try:
+                    ran = self._serve_once()
+                except Exception as exc:
+                    outage_since = outage_since or time.monotonic()
+                    self._survive(exc, time.monotonic() - outage_since)
+                    continue
+                outage_since = None
+                if ran:
+                    idle_since = time.monotonic()
+                    if self.max_trials is not None and self.trials_done >= self.max_trials:
+                        break
+                elif idle_limit is not None and time.monotonic() - idle_since >= idle_limit:
                     break
-            elif idle_limit is not None and time.monotonic() - idle_since >= idle_limit:
-                break
-            else:
-                self.stop_event.wait(self.poll_interval)
+                else:
+                    self.stop_event.wait(self.poll_interval)
         try:
             self._register("stopped", force=True)
         except Exception as exc:
@@ -421,12 +429,23 @@ class Worker:
     def _register(
         self, state: str, current_trial: str | None = None, *, force: bool = False
     ) -> None:
-        """Write this worker's registry record when its state changed or the last is old."""
-        now = time.monotonic()
-        if not force and self._registered is not None:
-            last_state, last_at = self._registered
-            if last_state == state and now - last_at < REGISTER_INTERVAL_S:
-                return
+        """Write this worker's registry record when its state or trial changed or it is old."""
+        with self._registry_lock:
+            if not force and self._registered is not None:
+                last_state, last_trial, last_at = self._registered
+                unchanged = (last_state, last_trial) == (state, current_trial)
+                if unchanged and time.monotonic() - last_at < self.register_interval:
+                    return
+            self._write_record(state, current_trial)
+
+    def _refresh(self) -> None:
+        """Write the last record again with a new ``last_seen`` (one heartbeat)."""
+        with self._registry_lock:
+            if self._registered is not None:
+                self._write_record(*self._registered[:2])
+
+    def _write_record(self, state: str, current_trial: str | None) -> None:
+        """Write the record (the caller holds ``_registry_lock``)."""
         if self._registry is None:
             self._registry = optuna.create_study(
                 storage=self.storage, study_name=WORKERS_STUDY, load_if_exists=True
@@ -440,29 +459,69 @@ class Worker:
                 "state": state,
                 "current_trial": current_trial,
                 "trials_done": self.trials_done,
+                "heartbeat_s": self.register_interval,
                 "last_seen": datetime.now(UTC).isoformat(),
             },
         )
-        self._registered = (state, now)
+        self._registered = (state, current_trial, time.monotonic())
+
+    @contextmanager
+    def _heartbeat(self) -> Iterator[None]:
+        """Refresh the registry record every ``register_interval`` s from a thread meanwhile.
+
+        The loop writes only between trials, and a trial can train for hours: without the
+        beat a busy worker would look lost. The lock keeps a beat from writing an older state
+        over a newer one.
+        """
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.register_interval):
+                try:
+                    self._refresh()
+                except Exception as exc:  # a storage blip: the next beat tries again
+                    log.warning("worker %s: registry heartbeat failed: %s", self.name, exc)
+
+        thread = threading.Thread(target=beat, name=f"registry-{self.name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
 
-def workers_alive(storage: BaseStorage | str, within_s: float = 120.0) -> dict[str, dict[str, Any]]:
-    """Registered workers seen in the last ``within_s`` seconds, by name.
+def registry(storage: BaseStorage) -> dict[str, dict[str, Any]]:
+    """Every record of the workers registry by worker name, stopped and lost ones included."""
+    try:
+        study = optuna.load_study(study_name=WORKERS_STUDY, storage=storage)
+    except KeyError:
+        return {}
+    return dict(study.user_attrs)
+
+
+def is_lost(info: dict[str, Any], now: datetime | None = None) -> bool:
+    """Whether a worker missed `LOST_AFTER_BEATS` heartbeats (killed, or its host is down).
+
+    Records written before workers had a heartbeat thread count with `REGISTER_INTERVAL_S`.
+    """
+    now = now or datetime.now(UTC)
+    beat = float(info.get("heartbeat_s") or REGISTER_INTERVAL_S)
+    age = (now - datetime.fromisoformat(info["last_seen"])).total_seconds()
+    return age > LOST_AFTER_BEATS * beat
+
+
+def workers_alive(storage: BaseStorage | str) -> dict[str, dict[str, Any]]:
+    """Registered workers neither stopped nor lost (`is_lost`), by name.
 
     Args:
         storage: an Optuna storage, or its URL (opened without heartbeats).
-        within_s: how recent the last registry update must be.
     """
     if isinstance(storage, str):
         storage = make_storage(storage, heartbeat_interval=None)
-    try:
-        registry = optuna.load_study(study_name=WORKERS_STUDY, storage=storage)
-    except KeyError:
-        return {}
     now = datetime.now(UTC)
     return {
         name: info
-        for name, info in registry.user_attrs.items()
-        if (now - datetime.fromisoformat(info["last_seen"])).total_seconds() <= within_s
-        and info.get("state") != "stopped"
+        for name, info in registry(storage).items()
+        if info.get("state") != "stopped" and not is_lost(info, now)
     }

@@ -28,6 +28,7 @@ from service.reconciler import Reconciler
 from service.runtime import Runtime
 from service.searches.endpoints import router as searches_router
 from service.settings import Settings
+from service.users.endpoints import router as tokens_router
 from service.users.service import ensure_local_user
 from service.workers.endpoints import router as workers_router
 
@@ -44,6 +45,7 @@ def _api_router() -> APIRouter:
         checkpoints_router,
         workers_router,
         catalogue_router,
+        tokens_router,
     ):
         api.include_router(router)
     return api

@@ -107,25 +107,66 @@ def _db_session() -> Iterator[Session]:
 def token_create(
     user: Annotated[str, typer.Option(help="User name (created if new).")],
     admin: Annotated[bool, typer.Option("--admin", help="Give the user admin rights.")] = False,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            help="Lifetime: seconds, or 90m, 12h, 30d (default: AUGSEARCH_TOKEN_LIFETIME_DAYS)."
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label shown by `token list`.")] = "",
 ) -> None:
     """Create an API token for a user; it is printed once and stored hashed."""
-    from service.users.service import create_user_with_token
+    from datetime import timedelta
+
+    from service.users.service import create_user_with_token, parse_lifetime
+
+    settings = _settings()
+    with _db_session() as session:
+        if expires_in is None:
+            lifetime = timedelta(days=settings.token_lifetime_days)
+        else:
+            lifetime = parse_lifetime(expires_in)
+        _, token = create_user_with_token(session, user, admin, name, expires_in=lifetime)
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[str | None, typer.Option(help="Only this user's tokens.")] = None,
+) -> None:
+    """List API tokens (never the tokens themselves): id, user, label, state, expiry."""
+    from service.users.service import list_tokens, token_state
 
     with _db_session() as session:
-        _, token = create_user_with_token(session, user, admin)
-    typer.echo(token)
+        rows = [
+            (t.id, owner, t.name or "-", token_state(t), f"{t.expires_at:%Y-%m-%d %H:%M} UTC")
+            for t, owner in list_tokens(session, None, user)
+        ]
+    for row in rows:
+        typer.echo("\t".join(str(cell) for cell in row))
 
 
 @token_app.command("revoke")
 def token_revoke(
-    user: Annotated[str, typer.Option(help="User whose tokens are all revoked.")],
+    user: Annotated[str | None, typer.Option(help="User whose tokens are all revoked.")] = None,
+    token_id: Annotated[
+        int | None, typer.Option("--id", help="The one token to revoke (see `token list`).")
+    ] = None,
 ) -> None:
-    """Revoke every API token of a user (tokens are stored hashed, so all go together)."""
-    from service.users.service import revoke_user_tokens
+    """Revoke one API token (--id) or every token of a user (--user)."""
+    from service.users.service import revoke_token, revoke_user_tokens
 
+    if (user is None) == (token_id is None):
+        console.print("[red]error:[/red] give either --user NAME or --id N")
+        raise typer.Exit(code=2)
     with _db_session() as session:
-        count = revoke_user_tokens(session, user)
-    typer.echo(f"revoked {count} token{'s' if count != 1 else ''} of user {user!r}")
+        if token_id is not None:
+            _, owner = revoke_token(session, token_id, None)
+            message = f"revoked token {token_id} of user {owner!r}"
+        else:
+            count = revoke_user_tokens(session, str(user))
+            message = f"revoked {count} token{'s' if count != 1 else ''} of user {user!r}"
+    typer.echo(message)
 
 
 @app.command()

@@ -3,8 +3,15 @@
 Every pass (on the leader only) it creates the studies of queued searches, reaps stale trials
 even when no worker is alive, advances studies (budget spent -> final pick enqueued -> done),
 refreshes the trial summaries and progress (with the ETA, from the live workers and the
-dataset's size), records the final pick's winner (policy and checkpoint) of finished searches, and closes the studies of cancelled ones. Every step is idempotent and all
-state lives in the database, so a restarted or replaced leader carries on where it stopped.
+dataset's size), records the final pick's winner (policy and checkpoint) of finished searches,
+and closes the studies of cancelled ones, whose summaries it keeps refreshing until their last
+running trial has ended. Every step is idempotent and all state lives in the database, so a
+restarted or replaced leader carries on where it stopped.
+
+The API changes the same rows (cancel, resume) while a pass runs. Every write of a search row
+is checked against the version it read (``Search.version``); a step that lost the race is taken
+again on the fresh row, and a queued search's study is opened only after its move to
+``running`` is committed, so a cancel that answered "cancelled" is never undone.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from service.checkpoints import repository as checkpoints
 from service.db.models import Search
@@ -24,13 +32,16 @@ from service.leader import LeaderLock
 from service.policies import repository as policies
 from service.runtime import Runtime
 from service.searches import repository as searches
-from service.searches.states import SearchState, move
+from service.searches.states import STUDY_OPENING, SearchState, move
 from service.searches.sync import apply_status, refresh_trials
 
 if TYPE_CHECKING:
     from search.lifecycle import StudyStatus
 
 log = logging.getLogger(__name__)
+
+#: Steps of one search in one pass: a claimed start, and retries after concurrent changes.
+MAX_STEPS = 5
 
 
 class Reconciler:
@@ -46,12 +57,11 @@ class Reconciler:
         self._live_workers: int | None = None
 
     def _count_live_workers(self) -> int | None:
-        """Workers seen recently (the ETA's parallelism), or None when the registry fails."""
-        from service.workers import repository as workers
+        """Workers alive now (the ETA's parallelism), or None when the registry fails."""
+        from service.workers import service as workers
 
-        window = max(60.0, 4 * self.runtime.settings.heartbeat_interval_s)
         try:
-            return len(workers.recently_seen(self.runtime.storage, window))
+            return workers.live_count(self.runtime.storage)
         except Exception:
             log.warning("could not read the worker registry; the ETA assumes running trials")
             return None
@@ -64,51 +74,103 @@ class Reconciler:
         with self.runtime.transaction() as session:
             work = [
                 s.id for s in searches.in_states(session, ["queued", "running", "finalizing"])
-            ] + searches.cancelled_with_open_study(session)
+            ] + searches.cancelled_unsettled(session)
         for search_id in work:
             try:
-                with self.runtime.transaction() as session:
-                    search = searches.get_any(session, search_id)
-                    if search is not None:
-                        self._step(session, search)
+                self._reconcile(search_id)
             except Exception:
                 # A transient storage error must not kill the loop; the next pass retries.
                 log.exception("reconciling search %s failed; retrying next pass", search_id)
         return len(work)
 
-    def _step(self, session: Session, search: Search) -> None:
+    def _reconcile(self, search_id: int) -> None:
+        """Step one search, each step a transaction on the row as it is now.
+
+        A step whose commit finds the row changed since it was read (``Search.version``: a
+        cancel or resume from the API meanwhile) is rolled back and taken again on the fresh
+        row, so the reconciler never overwrites a user's change and acts on it in this pass.
+        """
+        for _ in range(MAX_STEPS):
+            try:
+                with self.runtime.transaction() as session:
+                    search = searches.get_any(session, search_id)
+                    again = search is not None and self._step(session, search)
+            except StaleDataError:
+                log.info("search %s changed while it was reconciled; stepping again", search_id)
+                continue
+            if not again:
+                return
+        log.warning("search %s kept changing during this pass; the next pass goes on", search_id)
+
+    def _step(self, session: Session, search: Search) -> bool:
+        """One step of a search; returns whether to step it again at once (a start claimed)."""
         from search import lifecycle
 
         storage = self.runtime.storage
         sid = str(search.id)
         if search.state == SearchState.QUEUED:
-            self._start(search)
-            return
+            return self._claim(search)
         if search.state == SearchState.CANCELLED:
-            status = lifecycle.cancel(storage, sid)
+            status = self._close(search)
+            if status is None:
+                return False
+        elif search.study_state == STUDY_OPENING:
+            status = self._open(search)
         else:
             lifecycle.fail_stale(storage, sid)
             status = lifecycle.advance(storage, sid)
         self._sync(session, search, status)
+        return False
 
-    def _start(self, search: Search) -> None:
+    def _claim(self, search: Search) -> bool:
+        """Move a queued search to running before its study opens (committed first).
+
+        The study is created (or reopened) only once this claim is committed: a cancel that
+        came first makes the claim's commit fail, and the search then never opens. A cancel
+        that comes later finds a running search, whose study this pass closes again.
+        """
         from pydantic import ValidationError
 
+        from search.spec import SearchSpec
+
+        try:
+            SearchSpec.model_validate(search.spec)
+        except ValidationError as exc:
+            move(search, SearchState.FAILED, error=f"stored spec is no longer valid: {exc}")
+            return False
+        move(search, SearchState.RUNNING)
+        search.study_state = STUDY_OPENING
+        return True
+
+    def _open(self, search: Search) -> StudyStatus:
+        """Create the study of a claimed search, or reopen it (a resumed search); idempotent."""
         from search import lifecycle
         from search.spec import SearchSpec
 
+        storage = self.runtime.storage
         sid = str(search.id)
         try:
-            spec = SearchSpec.model_validate(search.spec)
-        except ValidationError as exc:
-            move(search, SearchState.FAILED, error=f"stored spec is no longer valid: {exc}")
-            return
-        if search.study_state is None:
-            lifecycle.create_search_study(self.runtime.storage, sid, spec)
-            search.study_state = lifecycle.OPEN
-        else:
-            search.study_state = lifecycle.resume(self.runtime.storage, sid).state
-        move(search, SearchState.RUNNING)
+            return lifecycle.resume(storage, sid)
+        except lifecycle.SearchNotFound:
+            lifecycle.create_search_study(storage, sid, SearchSpec.model_validate(search.spec))
+            return lifecycle.status(storage, sid)
+
+    def _close(self, search: Search) -> StudyStatus | None:
+        """Close a cancelled search's study; None when it never got one.
+
+        Its trials still running are failed once their worker is gone (no worker reaps a
+        closed study), so the search leaves the work list when its last trial has ended.
+        """
+        from search import lifecycle
+
+        storage = self.runtime.storage
+        sid = str(search.id)
+        try:
+            lifecycle.fail_stale(storage, sid)
+            return lifecycle.cancel(storage, sid)
+        except lifecycle.SearchNotFound:
+            search.study_state = None  # cancelled before its study was created
+            return None
 
     def _sync(self, session: Session, search: Search, status: StudyStatus) -> None:
         import optuna

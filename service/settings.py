@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEFAULT_TOKEN_LIFETIME_DAYS = 90
 
 
 class Settings(BaseSettings):
@@ -36,6 +37,8 @@ class Settings(BaseSettings):
         max_page_size: Largest page a list endpoint returns.
         max_concurrent_searches: Unfinished searches one user may have at a time.
         single_user: Laptop mode: no tokens, everything belongs to the local user.
+        token_lifetime_days: How long an API token works when its creator does not say
+            (``augsearch token create --expires-in``); expired tokens are refused with 401.
         host: Address the server binds; single-user mode only binds loopback addresses.
         reconcile_interval_s: Seconds between two reconciler passes.
         heartbeat_interval_s: Optuna heartbeat interval of workers and the reconciler's storage.
@@ -71,6 +74,7 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=200, gt=0)
     max_concurrent_searches: int = Field(default=8, gt=0)
     single_user: bool = False
+    token_lifetime_days: int = Field(default=DEFAULT_TOKEN_LIFETIME_DAYS, gt=0)
     host: str = "127.0.0.1"
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     heartbeat_interval_s: int = Field(default=30, gt=0)

@@ -253,10 +253,11 @@ def _add_other_pages(router: APIRouter, pages: Pages) -> None:
 
     @router.get("/workers", response_class=HTMLResponse)
     def workers_page(request: Request, session: SessionDep, runtime: RuntimeDep) -> HTMLResponse:
-        window = max(60.0, 4 * runtime.settings.heartbeat_interval_s)
-
         def build(user: User) -> dict[str, Any]:
-            return {"workers": workers.alive(runtime.storage, window), "window": window}
+            return {
+                "workers": workers.visible(session, runtime.storage, user),
+                "admin": user.is_admin,
+            }
 
         return pages.page(request, session, runtime, "workers.html", build)
 

@@ -72,7 +72,7 @@ class User(Base):
 
 
 class ApiToken(Base):
-    """A bearer token, stored only as its SHA-256 hash."""
+    """A bearer token, stored only as its SHA-256 hash; refused once revoked or expired."""
 
     __tablename__ = "augsearch_api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -82,6 +82,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Dataset(Base):
@@ -105,7 +106,14 @@ class Dataset(Base):
 
 
 class Search(Base):
-    """A policy search; ``state`` follows the machine in ``service.searches.states``."""
+    """A policy search; ``state`` follows the machine in ``service.searches.states``.
+
+    ``version`` makes every change of the row optimistic: SQLAlchemy writes it as
+    ``UPDATE ... WHERE id = :id AND version = :read`` and raises ``StaleDataError`` when
+    another writer changed the row since it was read (an API cancel racing the reconciler),
+    instead of overwriting that change. Writers re-read and decide again
+    (``service.searches.repository.save``).
+    """
 
     __tablename__ = "augsearch_searches"
     __table_args__ = (Index("ix_augsearch_searches_state_priority", "state", "priority"),)
@@ -124,6 +132,8 @@ class Search(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (read once by the mapper)
 
 
 class TrialSummary(Base):

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from service.db.models import Dataset, Search, TrialSummary, User
 from service.ownership import visible_to
+from service.searches.states import STUDY_OPENING
 
 
 def get(session: Session, search_id: int, user: User) -> Search | None:
     """The search if it exists and ``user`` may see it."""
     stmt = visible_to(select(Search).where(Search.id == search_id), Search.owner_id, user)
     return session.scalars(stmt).first()
+
+
+def visible_ids(session: Session, user: User, ids: Collection[int]) -> set[int]:
+    """Which of ``ids`` are searches ``user`` may see."""
+    if not ids:
+        return set()
+    stmt = visible_to(select(Search.id).where(Search.id.in_(ids)), Search.owner_id, user)
+    return set(session.scalars(stmt).all())
 
 
 def get_any(session: Session, search_id: int) -> Search | None:
@@ -69,10 +79,9 @@ def add(session: Session, search: Search) -> Search:
 
 
 def delete_search(session: Session, search: Search) -> None:
-    """Delete a search and its cached trials."""
+    """Delete a search and its cached trials (written by `save`)."""
     session.execute(delete(TrialSummary).where(TrialSummary.search_id == search.id))
     session.delete(search)
-    session.flush()
 
 
 def trials_page(
@@ -98,9 +107,38 @@ def add_trial(session: Session, trial: TrialSummary) -> None:
     session.add(trial)
 
 
-def cancelled_with_open_study(session: Session) -> list[int]:
-    """Ids of cancelled searches whose study is still open (the reconciler closes them)."""
+def cancelled_unsettled(session: Session) -> list[int]:
+    """Ids of cancelled searches the reconciler still has work on.
+
+    Their study is still open (or being opened), or some of their trials were running at the
+    last sync: those end after the cancel (stopped, pruned, failed once their worker is gone)
+    and their summaries and progress must follow.
+    """
+    running = (
+        select(TrialSummary.id)
+        .where(TrialSummary.search_id == Search.id, TrialSummary.state == "RUNNING")
+        .exists()
+    )
     stmt = select(Search.id).where(
-        Search.state == "cancelled", Search.study_state.in_(("open", "finalizing"))
+        Search.state == "cancelled",
+        or_(Search.study_state.in_(("open", "finalizing", STUDY_OPENING)), running),
     )
     return list(session.scalars(stmt).all())
+
+
+def save(session: Session) -> bool:
+    """Write the pending changes if no other writer changed their search rows meanwhile.
+
+    Each search row is written only if its ``version`` is still the one read (see
+    ``service.db.models.Search``).
+
+    Returns:
+        True when written; False when another writer came first: the session is then rolled
+        back, and the caller reads the row again and decides anew.
+    """
+    try:
+        session.flush()
+    except StaleDataError:
+        session.rollback()
+        return False
+    return True

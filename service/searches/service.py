@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
     from search.spec import SearchSpec
+
+
+# Writes of a search row retried after another writer changed it (see `_change`).
+MAX_WRITE_ATTEMPTS = 5
 
 
 def study_name(search_id: int) -> str:
@@ -115,22 +120,39 @@ def list_page(
     return repository.list_page(session, user, offset, limit, state_value, dataset_id)
 
 
+def _change(
+    session: Session, search_id: int, user: User, change: Callable[[Search], None]
+) -> Search:
+    """Apply ``change`` to the search as it is now, and write it.
+
+    The write is conditional on the row being unchanged since it was read (its version); when
+    another writer (the reconciler) came first, the row is read again and ``change`` decides
+    anew, so the change never overwrites, or is overwritten by, a concurrent one.
+    """
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        search = get(session, search_id, user)
+        change(search)
+        if repository.save(session):
+            return search
+    raise Conflict(f"search {search_id} kept changing while it was written; try again")
+
+
 def cancel(session: Session, search_id: int, user: User) -> Search:
     """Mark a search cancelled; the reconciler closes its study so workers stop taking trials."""
-    search = get(session, search_id, user)
-    move(search, SearchState.CANCELLED)
-    return search
+    return _change(session, search_id, user, lambda s: move(s, SearchState.CANCELLED))
 
 
 def resume(session: Session, search_id: int, user: User) -> Search:
     """Queue a cancelled or failed search again; the reconciler reopens its study."""
-    search = get(session, search_id, user)
-    if search.state == SearchState.FAILED and search.study_state == "failed":
-        raise Conflict(
-            f"search {search_id} failed in its study ({search.error}); launch a new search"
-        )
-    move(search, SearchState.QUEUED)
-    return search
+
+    def requeue(search: Search) -> None:
+        if search.state == SearchState.FAILED and search.study_state == "failed":
+            raise Conflict(
+                f"search {search_id} failed in its study ({search.error}); launch a new search"
+            )
+        move(search, SearchState.QUEUED)
+
+    return _change(session, search_id, user, requeue)
 
 
 def delete(session: Session, search_id: int, user: User, storage: BaseStorage) -> Search:
@@ -139,12 +161,14 @@ def delete(session: Session, search_id: int, user: User, storage: BaseStorage) -
     Raises:
         Conflict: while the search is queued, running or finalizing.
     """
-    search = get(session, search_id, user)
-    if SearchState(search.state) not in TERMINAL:
-        raise Conflict(f"search {search_id} is {search.state}; cancel it before deleting it")
-    delete_study(storage, search.id)
-    repository.delete_search(session, search)
-    return search
+
+    def remove(search: Search) -> None:
+        if SearchState(search.state) not in TERMINAL:
+            raise Conflict(f"search {search_id} is {search.state}; cancel it before deleting it")
+        delete_study(storage, search.id)
+        repository.delete_search(session, search)
+
+    return _change(session, search_id, user, remove)
 
 
 def trials_page(

@@ -32,6 +32,8 @@ TRANSITIONS: dict[SearchState, frozenset[SearchState]] = {
     SearchState.FAILED: frozenset({SearchState.QUEUED}),
     SearchState.COMPLETED: frozenset(),
 }
+#: ``Search.study_state`` while a search claimed to run has its study created or reopened.
+STUDY_OPENING = "opening"
 ACTIVE = frozenset({SearchState.QUEUED, SearchState.RUNNING, SearchState.FINALIZING})
 TERMINAL = frozenset({SearchState.COMPLETED, SearchState.FAILED, SearchState.CANCELLED})
 

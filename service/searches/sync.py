@@ -6,6 +6,7 @@ loading studies; the reconciler calls `refresh` on every pass.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -77,6 +78,10 @@ def progress(
 ) -> dict[str, Any]:
     """The progress cache of a search: budget, pruned work, final pick, best values, ETA.
 
+    Every count comes from ``trials``, the read the trial summaries are written from, so the
+    two agree even when a trial ended after ``status`` was taken (a cancel's running trials
+    stop, pruned or failed, moments after the study is closed).
+
     Args:
         status: the study's status.
         trials: its trials.
@@ -91,7 +96,8 @@ def progress(
     pruned = [
         t for t in searched if t.state.name == "PRUNED" and not t.user_attrs.get(SKIPPED_ATTR)
     ]
-    running = sum(c.get("RUNNING", 0) for c in status.counts.values())
+    states = Counter(t.state.name for t in trials)
+    running = states["RUNNING"]
     search_values = [
         t.value for t in searched if t.state.name == "COMPLETE" and t.value is not None
     ]
@@ -99,13 +105,13 @@ def progress(
     pick = final_pick(trials, status.result)
     width = lanes(spec.parallelism, live_workers, running)
     return {
-        "complete": status.count("search", "COMPLETE"),
+        "complete": sum(1 for t in searched if t.state.name == "COMPLETE"),
         "running": running,
         "pruned": len(pruned),
         "pruned_epochs": sum(_epochs_run(t) for t in pruned),
         "skipped": len(skipped),
-        "failed": sum(c.get("FAIL", 0) for c in status.counts.values()),
-        "waiting": sum(c.get("WAITING", 0) for c in status.counts.values()),
+        "failed": states["FAIL"],
+        "waiting": states["WAITING"],
         "n_trials": status.n_trials,
         "budget_used": budget_used(trials),
         "baselines": dict(status.baselines),

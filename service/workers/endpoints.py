@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.deps import CurrentUser, RuntimeDep
+from service.deps import CurrentUser, RuntimeDep, SessionDep
 from service.workers import service
 from service.workers.schemas import WorkerRead
 
@@ -12,7 +12,6 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 
 
 @router.get("")
-def list_workers(_user: CurrentUser, runtime: RuntimeDep) -> list[WorkerRead]:
-    """The workers seen in the last few poll intervals, with their device and current trial."""
-    window = max(60.0, 4 * runtime.settings.heartbeat_interval_s)
-    return service.alive(runtime.storage, window)
+def list_workers(user: CurrentUser, session: SessionDep, runtime: RuntimeDep) -> list[WorkerRead]:
+    """Live workers and recently lost ones; host, pid and other users' searches are admin-only."""
+    return service.visible(session, runtime.storage, user)

@@ -8,9 +8,9 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
 
-def recently_seen(storage: BaseStorage, within_s: float) -> dict[str, dict[str, Any]]:
-    """Registry entries of the workers seen in the last ``within_s`` seconds, by name."""
-    from search.worker import workers_alive
+def records(storage: BaseStorage) -> dict[str, dict[str, Any]]:
+    """Every registry record by worker name (stopped and lost workers included)."""
+    from search.worker import registry
 
     # The registry reader accepts any Optuna storage; passing ours avoids opening a new one.
-    return workers_alive(storage, within_s=within_s)
+    return registry(storage)

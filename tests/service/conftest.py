@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 
 from service.db.migrate import upgrade
+from service.reconciler import Reconciler
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -113,6 +114,16 @@ def client(settings: Settings) -> Iterator[TestClient]:
 def runtime(client: TestClient) -> Runtime:
     """The runtime the app built in its lifespan."""
     return runtime_of(client)
+
+
+@pytest.fixture
+def reconciler(runtime: Runtime) -> Iterator[Reconciler]:
+    """A reconciler whose leader lock is released after the test."""
+    reconciler = Reconciler(runtime)
+    try:
+        yield reconciler
+    finally:
+        reconciler.leader.release()
 
 
 @pytest.fixture

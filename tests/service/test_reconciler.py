@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import optuna
-import pytest
 from fastapi.testclient import TestClient
 
 from service.leader import LeaderLock
@@ -19,16 +17,6 @@ SPEC = {
     "recipe": {"epochs": 1},
     "baselines": ["none", "randaugment-2-9"],
 }
-
-
-@pytest.fixture
-def reconciler(runtime: Runtime) -> Iterator[Reconciler]:
-    """A reconciler whose leader lock is released after the test."""
-    reconciler = Reconciler(runtime)
-    try:
-        yield reconciler
-    finally:
-        reconciler.leader.release()
 
 
 def _study(runtime: Runtime, search_id: int) -> optuna.Study:
