@@ -1,7 +1,8 @@
 """Worker processes: the ``augsearch worker`` entry point and one process per device or GPU.
 
 The parent of a fleet forwards SIGTERM to its children and waits for them to drain (each
-finishes its epoch, fails its trial cleanly and re-queues it), then exits 0.
+finishes its epoch and hands its trial back: failed, and re-queued with the same params), then
+exits 0. A parent that is killed takes its children with it (`search.parent`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import optuna
 
 from search.objective import worker_identity
+from search.parent import die_with_parent
 from search.worker import Worker
 
 log = logging.getLogger("augsearch.worker")
@@ -32,8 +34,12 @@ def run_worker(
     """Entry point of ``augsearch worker``: run one worker until it stops; returns exit code 0.
 
     Keyword arguments are passed to `Worker`; ``max_idle`` to `Worker.run`; ``torch_threads``
-    sets this process's torch threads (see `threads_per_worker`).
+    sets this process's torch threads (see `threads_per_worker`); with ``parent_pid`` the
+    process ends with that one (`search.parent.die_with_parent`).
     """
+    parent_pid = kwargs.pop("parent_pid", None)
+    if parent_pid is not None:
+        die_with_parent(int(parent_pid))
     threads = kwargs.pop("torch_threads", None)
     if threads:
         import torch
@@ -103,7 +109,7 @@ def run_worker_processes(
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(dev, gpu, storage_url, str(artifact_dir), dict(kwargs)),
+            args=(dev, gpu, storage_url, str(artifact_dir), dict(kwargs, parent_pid=os.getpid())),
             name=f"augsearch-worker-{i}",
         )
         for i, (dev, gpu) in enumerate(zip(devices, gpu_of, strict=True))

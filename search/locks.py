@@ -13,6 +13,9 @@ final pick, or a cancel lands between another caller's read and write and is ove
   gRPC fleet has one storage server; its workers' advances remain idempotent and the
   duplicates they can enqueue are pruned when the search ends.
 
+`database_lock` is the same lock under any name (the creation of Optuna's tables takes
+``optuna-schema``, see `search.storage.ensure_optuna_schema`).
+
 The lock is not re-entrant across calls: a function holding it must not take it again.
 """
 
@@ -27,21 +30,25 @@ from pathlib import Path
 
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-_local_locks: dict[str, threading.Lock] = {}
+_local_locks: dict[int, threading.Lock] = {}
 _local_guard = threading.Lock()
 
 
 def lock_key(search_id: str) -> int:
     """A signed 64-bit key for PostgreSQL's advisory locks, stable across processes."""
-    digest = hashlib.blake2b(f"augsearch-search:{search_id}".encode(), digest_size=8).digest()
+    return _key(f"search:{search_id}")
+
+
+def _key(name: str) -> int:
+    digest = hashlib.blake2b(f"augsearch-{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _sqlite_file(backend: RDBStorage) -> Path | None:
-    database = backend.engine.url.database
-    if backend.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+def _sqlite_file(engine: Engine) -> Path | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
     return Path(database)
 
@@ -50,9 +57,24 @@ def _sqlite_file(backend: RDBStorage) -> Path | None:
 def search_lock(storage: BaseStorage | str, search_id: str) -> Iterator[None]:
     """Hold the lock of one search's lifecycle (blocking) while the body runs."""
     backend = storage._backend if isinstance(storage, _CachedStorage) else storage
-    if isinstance(backend, RDBStorage) and backend.engine.dialect.name == "postgresql":
-        key = lock_key(search_id)
-        with backend.engine.connect() as conn:
+    engine = backend.engine if isinstance(backend, RDBStorage) else None
+    # One file per database: advances are short, so searches need not lock apart.
+    with database_lock(engine, f"search:{search_id}", "lifecycle"):
+        yield
+
+
+@contextlib.contextmanager
+def database_lock(engine: Engine | None, name: str, file_tag: str) -> Iterator[None]:
+    """Hold the lock ``name`` across every process of ``engine``'s database (blocking).
+
+    Args:
+        engine: the database (None, or one without a cross-process lock: this process only).
+        name: what is locked (``search:<id>``, ``optuna-schema``): the advisory lock's key.
+        file_tag: the SQLite lock file is ``<database>.<file_tag>.lock``.
+    """
+    key = _key(name)
+    if engine is not None and engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
             conn.commit()
             try:
@@ -61,10 +83,9 @@ def search_lock(storage: BaseStorage | str, search_id: str) -> Iterator[None]:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 conn.commit()
         return
-    path = _sqlite_file(backend) if isinstance(backend, RDBStorage) else None
+    path = _sqlite_file(engine) if engine is not None else None
     if path is not None:
-        # One file per database: advances are short, so searches need not lock apart.
-        with open(f"{path}.lifecycle.lock", "a+") as handle:
+        with open(f"{path}.{file_tag}.lock", "a+") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -72,6 +93,6 @@ def search_lock(storage: BaseStorage | str, search_id: str) -> Iterator[None]:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return
     with _local_guard:
-        lock = _local_locks.setdefault(search_id, threading.Lock())
+        lock = _local_locks.setdefault(key, threading.Lock())
     with lock:
         yield

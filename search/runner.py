@@ -7,6 +7,7 @@ spawned processes) and advances the lifecycle until the search is done, failed o
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -181,7 +182,12 @@ def _run_processes(job: _Job, n_workers: int) -> lifecycle.StudyStatus:
         ctx.Process(
             target=run_worker,
             args=(job.storage_url, job.device, job.artifacts),
-            kwargs={**job.options, "name": f"run-{job.search_id}-{i}", "torch_threads": threads},
+            kwargs={
+                **job.options,
+                "name": f"run-{job.search_id}-{i}",
+                "torch_threads": threads,
+                "parent_pid": os.getpid(),
+            },
         )
         for i in range(n_workers)
     ]

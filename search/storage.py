@@ -43,6 +43,8 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from search.schema import ensure_optuna_schema
+
 LEASE_ATTR = "augsearch:lease"
 # Attrs that describe one run of a trial; a retry starts without them.
 _RUN_USER_ATTRS = ("finishing", "error", "epochs", "duration_s", "worker", "device")
@@ -160,8 +162,12 @@ def make_storage(
     grace_period: int | None = None,
     max_retry: int | None = 2,
     pool: PoolOptions | None = None,
+    schema_wait_s: float = 0.0,
 ) -> BaseStorage:
     """Build the storage of a URL: an RDBStorage, or a GrpcStorageProxy for ``grpc://``.
+
+    Optuna's tables are created first if they are missing, once whoever else opens the
+    database at the same time (`search.schema.ensure_optuna_schema`).
 
     Args:
         url: SQLAlchemy URL of the database, or ``grpc://host:port`` of a storage proxy.
@@ -170,9 +176,13 @@ def make_storage(
         max_retry: how many times a stale trial is re-queued with the same params.
         pool: connections: pool of a server database, durable commits (default
             `PoolOptions()`; workers pass `WORKER_POOL`).
+        schema_wait_s: how long to wait, retrying, for a database that does not answer or
+            a schema that cannot be made yet (0: fail at the first error).
 
     Raises:
         ValueError: for a malformed ``grpc://`` URL or pool options.
+        search.schema.SchemaNotReady: Optuna's tables are still not usable after
+            ``schema_wait_s``.
     """
     if url.startswith(GRPC_SCHEME):
         host, port = parse_grpc_url(url)
@@ -187,12 +197,15 @@ def make_storage(
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         sqlite_file = url.startswith("sqlite:///") and bool(path) and path != ":memory:"
-        if sqlite_file:
-            with sqlite3.connect(path, timeout=60) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs.update(pool.engine_kwargs())
+    if sqlite_file or not url.startswith("sqlite"):  # an in-memory database is this process's
+        # First: the schema's creator also turns an SQLite file to WAL, under its lock.
+        ensure_optuna_schema(url, wait_s=schema_wait_s)
+    if sqlite_file:
+        with sqlite3.connect(path, timeout=60) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
     callback = RetryStaleTrial(max_retry) if heartbeat_interval else None
     with warnings.catch_warnings():
         # Heartbeats are marked experimental; they are what we rely on.

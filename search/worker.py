@@ -52,6 +52,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import lifecycle
 from search.checkpoints import make_artifact_store
 from search.objective import Objective, TrainFn, worker_identity
+from search.schema import SCHEMA_WAIT_S
 from search.spec import SearchSpec
 from search.storage import (
     WORKER_POOL,
@@ -128,6 +129,7 @@ class Worker:
                 grace_period=grace_period,
                 max_retry=max_retry,
                 pool=pool or WORKER_POOL,
+                schema_wait_s=SCHEMA_WAIT_S,
             )
         )
         self.heartbeat_interval = heartbeat_interval
@@ -171,7 +173,7 @@ class Worker:
             The number of trials this worker ran.
         """
         idle_limit = max_idle if max_idle is not None else self.idle_exit
-        self._install_sigterm()
+        previous = self._install_signals()
         with self._heartbeat():
             idle_since = time.monotonic()
             outage_since: float | None = None
@@ -191,6 +193,8 @@ class Worker:
                     break
                 else:
                     self.stop_event.wait(self.poll_interval)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         try:
             self._register("stopped", force=True)
         except Exception as exc:
@@ -207,6 +211,8 @@ class Worker:
         if search_id is None:
             self._register("idle")
             return False
+        if self.stop_event.is_set():  # stopped while it looked: start nothing more
+            return False
         last = self.max_trials is not None and self.trials_done + 1 >= self.max_trials
         self.run_one(search_id, advance=last)
         return True
@@ -219,15 +225,30 @@ class Worker:
         log.warning("worker %s: storage error, retrying: %s", self.name, str(exc)[:300])
         self.stop_event.wait(min(self.poll_interval * 2, 5.0))
 
-    def _install_sigterm(self) -> None:
+    def _install_signals(self) -> dict[int, Any]:
+        """SIGTERM and Ctrl-C stop the worker after the current epoch; its trial goes back.
+
+        A second Ctrl-C interrupts at once (the trial is then failed without a retry, or
+        retried once its heartbeat is stale if the process dies).
+
+        Returns:
+            The handlers replaced (none outside the main thread).
+        """
         if threading.current_thread() is not threading.main_thread():
-            return
+            return {}
 
-        def on_sigterm(signum: int, frame: Any) -> None:
-            log.info("worker %s: SIGTERM, stopping after the current epoch", self.name)
+        def on_signal(signum: int, frame: Any) -> None:
+            log.info(
+                "worker %s: %s, stopping after the current epoch (its trial goes back to the "
+                "queue)",
+                self.name,
+                signal.Signals(signum).name,
+            )
             self.stop_event.set()
+            if signum == signal.SIGINT:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
-        signal.signal(signal.SIGTERM, on_sigterm)
+        return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def study(self, search_id: str) -> optuna.Study:
         """The search's study with a sampler seeded for this worker (cached per process).
@@ -421,10 +442,12 @@ class Worker:
             f" error={outcome['error'][:2000]}" if "error" in outcome else "",
         )
         if outcome["state"] == "FAIL" and self.stop_event.is_set():
-            # Interrupted by its worker, not by its own fault: run it again elsewhere.
+            # Interrupted by its worker, not by its own fault: hand it back to run elsewhere,
+            # whatever retries it used up.
             trial = self.storage.get_trial(outcome["trial_id"])
             if trial.state == TrialState.FAIL:
-                RetryStaleTrial(self.max_retry)(study, trial)
+                RetryStaleTrial(max_retry=None)(study, trial)
+                log.info("worker %s: trial %d handed back", self.name, trial.number)
 
     def _register(
         self, state: str, current_trial: str | None = None, *, force: bool = False

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +19,7 @@ from service.cli_client import (
     policy_app,
     search_app,
 )
-from service.settings import LOOPBACK_HOSTS, Settings
+from service.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -66,13 +63,16 @@ def _settings(**overrides: object) -> Settings:
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
-    """Create or upgrade the service tables (``AUGSEARCH_DATABASE_URL``)."""
+    """Create or upgrade the service tables (``AUGSEARCH_DATABASE_URL``) and create Optuna's."""
     from service.db.migrate import upgrade
+    from service.server import create_optuna_schema
 
     settings = _settings()
     settings.ensure_dirs()
     upgrade(settings.database_url, revision)
     console.print(f"database upgraded to {revision}")
+    create_optuna_schema(settings)
+    console.print("Optuna's tables ready")
 
 
 @db_app.command("downgrade")
@@ -188,8 +188,12 @@ def worker(
     ] = None,
 ) -> None:
     """Run a worker that pulls trials from the Optuna storage (one process per GPU)."""
+    from search.parent import PARENT_ENV, die_with_parent
     from service.runtime import pool_options
 
+    parent = os.environ.get(PARENT_ENV, "")
+    if parent.isdigit():  # started by `augsearch serve`: end with it
+        die_with_parent(int(parent))
     settings = _settings()
     storage_url = storage or settings.optuna_storage_url
     artifacts = artifact_dir or settings.artifact_store_location
@@ -201,6 +205,7 @@ def worker(
         "max_idle": idle_exit,
     }
     from search.fleet import run_worker, run_workers
+    from search.schema import SchemaNotReady
 
     try:
         if gpus:
@@ -208,7 +213,7 @@ def worker(
             code = run_workers(storage_url, ids, artifacts, **kwargs)
         else:
             code = run_worker(storage_url, device, artifacts, **kwargs)
-    except ValueError as exc:
+    except (ValueError, SchemaNotReady) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=1) from exc
     raise typer.Exit(code=code)
@@ -236,65 +241,6 @@ def storage_proxy(
         raise typer.Exit(code=1) from exc
 
 
-def _spawn_worker(
-    storage_url: str, device: str, artifacts: str, siblings: int
-) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "service.cli", "worker", "--storage", storage_url,
-           "--device", device, "--artifact-dir", artifacts]  # fmt: skip
-    env = dict(os.environ)
-    if device == "cpu":  # CPU workers share the cores out instead of oversubscribing them
-        from search.fleet import threads_per_worker
-
-        env.setdefault("OMP_NUM_THREADS", str(threads_per_worker(siblings)))
-    return subprocess.Popen(cmd, env=env)
-
-
-def _stop_children(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def run_server(
-    settings: Settings, port: int, workers: int, device: str, optuna_dashboard: bool
-) -> None:
-    """Start embedded workers, then the API server (blocking until interrupted)."""
-    import uvicorn
-
-    from service.app import create_app
-    from service.db.migrate import upgrade
-
-    settings.ensure_dirs()
-    if settings.is_sqlite:
-        upgrade(settings.database_url)  # the embedded default migrates itself
-    if settings.single_user:
-        console.print(
-            "[bold yellow]SINGLE-USER MODE: no authentication, every request acts as the local "
-            f"admin; bound to the loopback address {settings.host} only.[/bold yellow]"
-        )
-        # Loopback names only: a page on another site cannot reach the service through a
-        # rebinding DNS name.
-        settings.trusted_hosts = settings.trusted_hosts or [*LOOPBACK_HOSTS, "[::1]"]
-    api = create_app(settings)
-    if optuna_dashboard:
-        # optuna-dashboard runs beside the API for its lifetime (service.dashboard owns it).
-        from service.dashboard import mount_optuna_dashboard
-
-        url = mount_optuna_dashboard(api, settings)
-        console.print(f"optuna-dashboard: {url}")
-    procs = [_spawn_worker(settings.optuna_storage_url, device, settings.artifact_store_location,
-                           workers) for _ in range(workers)]  # fmt: skip
-    try:
-        uvicorn.run(api, host=settings.host, port=port, log_level="warning")
-    finally:
-        _stop_children(procs)
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
@@ -306,6 +252,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the API (and optionally embedded workers)."""
+    from service.server import run_server
+
     settings = _settings(host=host)
     run_server(settings, port, workers, device, optuna_dashboard)
 
@@ -345,10 +293,12 @@ def demo(
     os.environ.setdefault("AUGSEARCH_SINGLE_USER", "true")
     settings = _settings(host=host, data_dir=data_dir)
     url = f"http://{host}:{port}"
-    console.print(f"augsearch demo: data in {settings.data_dir}; starting on {url}")
+    console.print(f"augsearch demo: data in {settings.data_dir}")
     stop = threading.Event()
     driver = threading.Thread(target=_demo_driver, args=(url, stop), daemon=True)
     driver.start()
+    from service.server import run_server
+
     try:
         run_server(settings, port, workers=1, device="cpu", optuna_dashboard=False)
     finally:

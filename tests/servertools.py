@@ -1,4 +1,5 @@
-"""An ``augsearch serve`` subprocess for the end-to-end and restart tests, with waiting helpers."""
+"""An ``augsearch serve`` subprocess for the end-to-end and restart tests, with waiting helpers,
+and the processes a test started, read from ``/proc`` (Linux)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,21 @@ class Server:
         data_dir: The ``AUGSEARCH_DATA_DIR`` it serves; the log lands there too.
         poll_s: Seconds between the embedded worker's polls, and between readiness checks.
         heartbeat_s: Trial heartbeat interval; short ones let a killed trial be reaped sooner.
+        workers: Embedded worker processes.
+        args: More ``serve`` options.
+        env: More environment variables.
     """
 
-    def __init__(self, data_dir: Path, poll_s: float = 0.5, heartbeat_s: float = 5) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        poll_s: float = 0.5,
+        heartbeat_s: float = 5,
+        *,
+        workers: int = 1,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / f"server-{self.port}.log"
@@ -42,9 +55,10 @@ class Server:
             "AUGSEARCH_RECONCILE_INTERVAL_S": "0.5",
             "AUGSEARCH_WORKER_POLL_S": str(poll_s),
             "AUGSEARCH_HEARTBEAT_INTERVAL_S": str(heartbeat_s),
+            **(env or {}),
         }
         cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port),
-               "--workers", "1"]  # fmt: skip
+               "--workers", str(workers), *args]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT
         )
@@ -122,3 +136,64 @@ def wait_until(
             return
         time.sleep(poll_s)
     raise TimeoutError(f"{what}: {server.tail()}")
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process, or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # the name, in parentheses, may hold spaces
+    return fields[0], int(fields[1])
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie waiting to be reaped."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid`` (children, their children...)."""
+    parent_of: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        stat = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None and stat[0] not in ("Z", "X"):
+            parent_of[int(entry.name)] = stat[1]
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parent_of.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def python_processes_with_env(name: str, value: str) -> list[int]:
+    """Living processes of this Python (other than this one) started with ``name=value`` in
+    their environment: workers, servers, optuna-dashboard; not a database server a test
+    restarted, which inherits the variable too."""
+    marker = f"{name}={value}".encode()
+    python = os.path.realpath(sys.executable)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            executable = os.path.realpath(entry / "exe")
+        except OSError:
+            continue
+        if marker in environ.split(b"\0") and executable == python and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_gone(pids: set[int], timeout_s: float) -> set[int]:
+    """Wait until none of ``pids`` is alive; returns those still alive at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    left = {p for p in pids if alive(p)}
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = {p for p in left if alive(p)}
+    return left

@@ -1,7 +1,8 @@
-"""Fixtures of the scale-out tests: a fresh PostgreSQL database per test module."""
+"""Fixtures of the scale-out tests: a fresh PostgreSQL database per test module or test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -22,9 +23,9 @@ def _admin_url() -> str:
     return make_url(base).set(database="postgres").render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this module (created via ``postgres``, dropped after)."""
+@contextlib.contextmanager
+def _fresh_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (created via ``postgres``, dropped after)."""
     admin_url = _admin_url()
     name = f"augsearch_scale_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
@@ -44,3 +45,17 @@ def pg_url() -> Iterator[str]:
                     raise
                 time.sleep(1)
         admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this module."""
+    with _fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test (nothing created in it yet)."""
+    with _fresh_database() as url:
+        yield url

@@ -41,11 +41,12 @@ def _spec(epochs: int) -> SearchSpec:
     )
 
 
-def _start_worker(url: str, art: Path) -> subprocess.Popen[bytes]:
+def _start_worker(url: str, art: Path, train_fn: str = "None") -> subprocess.Popen[bytes]:
     code = (
         "from search.fleet import run_worker\n"
+        "from search.objective import FixedLengthTrial\n"
         f"run_worker({url!r}, 'cpu', {str(art)!r}, heartbeat_interval=1, grace_period=2, "
-        "poll_interval=0.2, name='victim')\n"
+        f"poll_interval=0.2, name='victim', train_fn={train_fn})\n"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code], env={**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -104,6 +105,33 @@ def test_sigterm_fails_the_trial_cleanly_and_exits_zero(tmp_path: Path) -> None:
     assert stopped.user_attrs["error"] == "TrialStopped: worker terminated"
     assert len(stopped.user_attrs["epochs"]) < 20
     assert retry.state == TrialState.WAITING and retry.params == stopped.params
+    assert "victim" not in workers_alive(url)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_stopped_worker_hands_its_trial_back_whatever_retries_it_used(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    url, art = f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "art"
+    storage = lifecycle.make_storage(url, heartbeat_interval=1, grace_period=2)
+    spec = _spec(epochs=1).model_copy(update={"baselines": ["none"]})
+    study = lifecycle.create_search_study(storage, "h1", spec)
+    (baseline,) = study.get_trials()
+    # Retried twice already (after stale heartbeats): a stop is not its fault, it goes back.
+    storage.set_trial_system_attr(baseline._trial_id, "retry_history", [7, 8])
+    proc = _start_worker(url, art, train_fn="FixedLengthTrial(60, 60)")
+    deadline = time.monotonic() + 90
+    while not study.get_trials()[0].intermediate_values:  # a step of the baseline is done
+        assert time.monotonic() < deadline and proc.poll() is None, "no trial started"
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 0
+    stopped, back = study.get_trials()
+    assert stopped.state == TrialState.FAIL and len(stopped.intermediate_values) < 60
+    assert stopped.user_attrs["error"] == "TrialStopped: worker terminated"
+    assert back.state == TrialState.WAITING and back.params == stopped.params
+    assert back.user_attrs["role"] == "baseline"
+    assert back.system_attrs["retry_history"] == [7, 8, stopped.number]
     assert "victim" not in workers_alive(url)
 
 
