@@ -22,7 +22,6 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from alembic.migration import MigrationContext
 from optuna.storages import RDBStorage
 from sqlalchemy.pool import NullPool
 
@@ -101,7 +100,12 @@ def _create_once(url: str) -> None:
 def _stamped(engine: sqlalchemy.Engine) -> bool:
     """Whether Optuna's Alembic chain is stamped: the last step of its schema's creation."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() is not None
+        if not sqlalchemy.inspect(conn).has_table("alembic_version"):
+            return False
+        return (
+            conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).first()
+            is not None
+        )
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
