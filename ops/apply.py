@@ -19,28 +19,11 @@ from torchvision.transforms.v2 import functional as tvf
 
 from ops.catalogue import OPS, OpDef
 from ops.functional import warp_affine
-from ops.groups import SLOT_BLOCK_PIXELS, SlotGroups
+from ops.groups import SLOT_BLOCK_PIXELS, SlotGroups, SlotParams
 from ops.policy import Policy
 
 #: TrivialAugment draws its magnitude from this many evenly spaced bins (torchvision's default).
 TRIVIAL_BINS = 31
-
-
-@dataclass(frozen=True)
-class SlotParams:
-    """One op slot of every sample.
-
-    Attributes:
-        op_index: (N,) index into :attr:`AugmentParams.ops` of the op each sample drew.
-        apply: (N,) whether the op is applied (the probability outcome).
-        arg: (N,) the op's final argument (signed, in pixels where the range is relative).
-        centre: (N, 2) uniform draws placing ops such as Cutout.
-    """
-
-    op_index: Tensor
-    apply: Tensor
-    arg: Tensor
-    centre: Tensor
 
 
 @dataclass(frozen=True)

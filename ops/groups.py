@@ -10,7 +10,6 @@ so the rows are put back in place only once, at the end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -18,11 +17,25 @@ from torch import Tensor
 from ops.catalogue import OpDef
 from ops.functional import warp_affine
 
-if TYPE_CHECKING:
-    from ops.apply import SlotParams
-
 #: On CPU the applier processes blocks of rows holding about this many pixels at a time.
 SLOT_BLOCK_PIXELS = 2**20
+
+
+@dataclass(frozen=True)
+class SlotParams:
+    """One op slot of every sample.
+
+    Attributes:
+        op_index: (N,) index into :attr:`ops.apply.AugmentParams.ops` of the op each sample drew.
+        apply: (N,) whether the op is applied (the probability outcome).
+        arg: (N,) the op's final argument (signed, in pixels where the range is relative).
+        centre: (N, 2) uniform draws placing ops such as Cutout.
+    """
+
+    op_index: Tensor
+    apply: Tensor
+    arg: Tensor
+    centre: Tensor
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Magnitudes are normalised to [0, 1] everywhere (see :mod:`ops.catalogue`):
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -187,16 +188,73 @@ class Policy(BaseModel):
         return cls.model_validate(values)
 
     def to_timm(self) -> str:
-        """Write this policy as a timm RandAugment string (see :func:`ops.export.to_timm`)."""
-        from ops.export import to_timm
+        """Write this randaugment policy as a timm string (``rand-m9-n2-mstd0.5``).
 
-        return to_timm(self)
+        The string carries n, m, mstd and p only: timm applies its own op list and ranges.
+
+        Raises:
+            ValueError: When the policy is not a standard-op, standard-range randaugment policy or
+                its magnitude is not a whole timm level (tenths).
+        """
+        if self.kind != "randaugment":
+            raise ValueError(f"kind {self.kind!r} has no timm config string; only randaugment")
+        if self.op_set != STANDARD_OPS or self.wide:
+            raise ValueError("timm strings carry no op set or wide ranges; use the standard ops")
+        level = round(self.m * 10)
+        if not math.isclose(self.m * 10, level, abs_tol=1e-9):
+            raise ValueError(f"m={self.m} is not a whole timm level (a multiple of 0.1)")
+        text = f"rand-m{level}-n{self.n}"
+        if self.m_std:
+            text += f"-mstd{self.m_std * 10:.6g}"
+        if self.p != TIMM_DEFAULT_P:
+            text += f"-p{self.p:.6g}"
+        return text
 
     def describe(self) -> list[str]:
         """Describe the policy in words, one line per sub-policy or setting."""
-        from ops.describe import describe_policy
+        if self.kind == "none":
+            lines = ["No policy ops."]
+        elif self.kind == "subpolicies":
+            lines = [f"One of {len(self.sub_policies)} sub-policies drawn uniformly per image:"]
+            for index, sub in enumerate(self.sub_policies, start=1):
+                lines.append(f"  {index}. " + ", then ".join(_describe_step(s) for s in sub))
+        else:
+            ranges = "wide" if self.wide else "standard"
+            if self.kind == "randaugment":
+                noise = f" +- N(0, {self.m_std:g})" if self.m_std else ""
+                lines = [
+                    f"RandAugment: {self.n} ops per image drawn uniformly, each applied with "
+                    f"probability {self.p:g} at magnitude {self.m:g}{noise} ({ranges} ranges)."
+                ]
+            else:
+                lines = [
+                    f"TrivialAugment: one op per image at a uniform magnitude ({ranges} ranges)."
+                ]
+            lines.append(f"  Ops: {', '.join(self.op_set)}.")
+        base = self.base
+        parts = (
+            [f"random crop with {base.crop_padding} px zero padding"] if base.crop_padding else []
+        )
+        parts += [
+            name
+            for name, on in (("horizontal flip", base.hflip), ("vertical flip", base.vflip))
+            if on
+        ]
+        if parts:
+            lines.append("Base: " + ", ".join(parts) + ".")
+        mix = self.mix
+        if mix.active:
+            lines.append(
+                f"Mix: MixUp alpha {mix.mixup_alpha:g}, CutMix alpha {mix.cutmix_alpha:g} "
+                f"(p={mix.cutmix_prob:g}), Cutout {mix.cutout:g}, label smoothing {mix.label_smoothing:g}."
+            )
+        return lines
 
-        return describe_policy(self)
+
+def _describe_step(step: OpStep) -> str:
+    if not OPS[step.op].has_magnitude:
+        return f"{step.op} (p={step.p:g})"
+    return f"{step.op} (p={step.p:g}, magnitude={step.magnitude:.3g})"
 
 
 def _migrate_v0(data: Any) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as tvf
 
-from ops.apply import BatchAugmenter, SlotParams
+from ops.apply import BatchAugmenter
+from ops.groups import SlotParams
 from ops.policy import Policy, load_policy
 
 
