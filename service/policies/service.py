@@ -22,7 +22,7 @@ def export(payload: dict[str, Any], fmt: PolicyFormat) -> PolicyRead:
         fmt: The export format.
 
     Raises:
-        InvalidInput: if the policy cannot be written in that format (e.g. timm for sub-policies).
+        InvalidInput: if the policy cannot be written in that format (e.g. timm for Cutout or flips).
     """
     exported: str | dict[str, Any] | None = None
     if fmt != "json":
@@ -36,7 +36,11 @@ def export(payload: dict[str, Any], fmt: PolicyFormat) -> PolicyRead:
             elif fmt == "albumentations":
                 exported = to_albumentations_dict(policy)
             else:
-                exported = to_timm(policy)
+                # A config string where timm has one, else code over timm's own ops.
+                try:
+                    exported = to_timm(policy)
+                except ValueError:
+                    exported = to_python_snippet(policy, "timm")
         except ValueError as exc:
             raise InvalidInput(f"this policy cannot be exported as {fmt}: {exc}") from exc
     return PolicyRead(format=fmt, exported=exported, **payload)

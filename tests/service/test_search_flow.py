@@ -104,8 +104,8 @@ def test_policy_in_every_format(client: TestClient, completed: dict[str, Any]) -
     tv = client.get(f"/api/v1/searches/{sid}/policy", params={"format": "torchvision"})
     assert tv.status_code == 200, (as_json["policy"], tv.text)
     assert "torchvision" in tv.json()["exported"]
-    # albumentations cannot draw noisy magnitudes and timm strings cannot hold sub-policies:
-    # those exports answer 422 with the reason, the others must succeed.
+    # albumentations cannot draw noisy magnitudes: that export answers 422 with the reason,
+    # the others must succeed (timm: a config string, or code over timm's ops).
     noisy = float(as_json["policy"].get("m_std") or 0.0) > 0
     alb = client.get(f"/api/v1/searches/{sid}/policy", params={"format": "albumentations"})
     if noisy:
@@ -114,8 +114,9 @@ def test_policy_in_every_format(client: TestClient, completed: dict[str, Any]) -
         assert alb.status_code == 200, (as_json["policy"], alb.text)
         assert alb.json()["exported"]["transform"]["__class_fullname__"] == "Compose"
     timm = client.get(f"/api/v1/searches/{sid}/policy", params={"format": "timm"})
-    if as_json["policy"]["kind"] == "randaugment":
-        assert timm.status_code == 200 and timm.json()["exported"].startswith("rand-")
+    assert timm.status_code == 200, (as_json["policy"], timm.text)
+    exported = timm.json()["exported"]
+    assert exported.startswith("rand-") or "from timm.data.auto_augment import" in exported
     by_dataset = client.get(f"/api/v1/datasets/{did}/policy").json()
     assert by_dataset["policy"] == as_json["policy"] and by_dataset["search_id"] == sid
     assert client.get(f"/api/v1/searches/{sid}/policy", params={"format": "x"}).status_code == 422
