@@ -352,9 +352,12 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
     if not contenders:
         return _fail(study, "no baseline or candidate trial completed; nothing to retrain")
     study.set_user_attr("final_pick", [_contender_attr(c) for c in contenders])
+    # The state first: a worker that pops a final trial of a search still open prunes it
+    # ("not needed"), which would spend one of its attempts. `_advance_finalizing` enqueues
+    # any contender left without a trial, should this process stop in between.
+    study.set_user_attr("state", FINALIZING)
     for index, contender in enumerate(contenders):
         _enqueue_final(study, index, contender, attempt=0)
-    study.set_user_attr("state", FINALIZING)
     return FINALIZING
 
 
