@@ -208,7 +208,8 @@ def test_policy_page_and_preview(client: TestClient, search_id: int) -> None:
     assert page.status_code == 200, page.text
     assert "Provisional" in page.text and "sub-policies" in page.text
     assert 'id="export-json"' in page.text and 'id="export-torchvision"' in page.text
-    assert "cannot be exported as timm" in page.text  # sub-policies have no timm string
+    # sub-policies have no timm config string: the timm export is code over timm's ops
+    assert 'id="export-timm"' in page.text and "from timm.data" in page.text
     first = client.get(f"/searches/{search_id}/policy/preview.png")
     assert first.status_code == 200 and first.content.startswith(b"\x89PNG")
     assert client.get(f"/searches/{search_id}/policy/preview.png").content == first.content
