@@ -54,6 +54,8 @@ ROLES = ("baseline", "search", "candidate", "final")
 CLAIM_ATTR, SKIPPED_ATTR = "budget_claim", "skipped"
 STUDY_PREFIX = "search-"
 MAX_FINAL_ATTEMPTS = 3
+#: Final trials' user attr holding the validation cross-entropy (the final pick's tie-break).
+VAL_LOSS_ATTR = "val_loss"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 
@@ -479,8 +481,18 @@ def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:
 
 
 def _result(contenders: list[dict[str, Any]], done: dict[int, FrozenTrial]) -> dict[str, Any]:
-    """The winner of the final pick (ties: the better proxy value) and the pick's record."""
-    index = max(done, key=lambda i: (done[i].value or 0.0, contenders[i]["value"], -i))
+    """The winner of the final pick and the pick's record.
+
+    Ties on validation accuracy (a small or easy validation split saturates at 1.0 for every
+    contender) go to the lower validation loss, then to the better proxy value.
+    """
+
+    def rank(i: int) -> tuple[float, float, float, int]:
+        loss = done[i].user_attrs.get(VAL_LOSS_ATTR)
+        return (done[i].value or 0.0, -loss if loss is not None else -math.inf,
+                contenders[i]["value"], -i)  # fmt: skip
+
+    index = max(done, key=rank)
     final = done[index]
     attrs = final.user_attrs
     rows = [
@@ -491,6 +503,7 @@ def _result(contenders: list[dict[str, Any]], done: dict[int, FrozenTrial]) -> d
             "baseline": c.get("baseline"),
             "proxy_value": c["value"],
             "final_value": done[i].value if i in done else None,
+            "final_loss": done[i].user_attrs.get(VAL_LOSS_ATTR) if i in done else None,
             "test_accuracy": done[i].user_attrs.get("test_accuracy") if i in done else None,
             "final_trial": done[i].number if i in done else None,
         }

@@ -48,6 +48,7 @@ from search.lifecycle import (
     FINALIZING,
     OPEN,
     SKIPPED_ATTR,
+    VAL_LOSS_ATTR,
     budget_used,
     role_of,
 )
@@ -344,6 +345,8 @@ class Objective:
     ) -> float:
         result = self._train(trial, spec, policy, recipe, data, "final")
         metrics = {"val_accuracy": float(result.metrics["val_accuracy"])}
+        if result.metrics.get("val_loss") is not None:
+            trial.set_user_attr(VAL_LOSS_ATTR, float(result.metrics["val_loss"]))
         if data.test is not None:
             test = evaluate(result.model, data.test, self.device, mean=result.mean, std=result.std)
             metrics["test_accuracy"] = float(test["accuracy"])

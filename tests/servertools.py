@@ -172,7 +172,8 @@ def descendants(pid: int) -> set[int]:
 def python_processes_with_env(name: str, value: str) -> list[int]:
     """Living processes of this Python (other than this one) started with ``name=value`` in
     their environment: workers, servers, optuna-dashboard; not a database server a test
-    restarted, which inherits the variable too."""
+    restarted, which inherits the variable too; nor this process's own multiprocessing helpers
+    (resource tracker, forkserver), which end when it does."""
     marker = f"{name}={value}".encode()
     python = os.path.realpath(sys.executable)
     found = []
@@ -184,9 +185,20 @@ def python_processes_with_env(name: str, value: str) -> list[int]:
             executable = os.path.realpath(entry / "exe")
         except OSError:
             continue
-        if marker in environ.split(b"\0") and executable == python and alive(int(entry.name)):
+        ours = marker in environ.split(b"\0") and executable == python
+        if ours and alive(int(entry.name)) and not _own_multiprocessing_helper(entry):
             found.append(int(entry.name))
     return found
+
+
+def _own_multiprocessing_helper(proc: Path) -> bool:
+    try:
+        parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        cmdline = (proc / "cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
+    helpers = (b"multiprocessing.resource_tracker", b"multiprocessing.forkserver")
+    return parent == os.getpid() and any(h in cmdline for h in helpers)
 
 
 def wait_gone(pids: set[int], timeout_s: float) -> set[int]:

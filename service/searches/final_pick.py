@@ -39,6 +39,7 @@ def _row(index: int, attempts: list[FrozenTrial]) -> dict[str, Any]:
         "source_trial": attrs.get("source_trial"),
         "proxy_value": attrs.get("proxy_value"),
         "final_value": trial.value if complete else None,
+        "final_loss": attrs.get("val_loss") if complete else None,
         "test_accuracy": attrs.get("test_accuracy") if complete else None,
         "final_trial": trial.number if complete else None,
         "state": trial.state.name,
@@ -53,7 +54,7 @@ def final_pick(
 
     Returns:
         ``contenders`` (rows in contender order: label, role, baseline, source_trial,
-        proxy_value, final_value, test_accuracy, final_trial, state, trials, winner,
+        proxy_value, final_value, final_loss, test_accuracy, final_trial, state, trials, winner,
         proxy_winner), ``done``, ``size``, ``winner``, ``proxy_winner``, ``kendall_tau`` and
         ``proxy_reliable`` (None until the winner is known).
     """
@@ -71,7 +72,7 @@ def final_pick(
     for row in rows:
         done = recorded.get(row["label"])
         if done is not None:
-            for key in ("final_value", "test_accuracy", "final_trial"):
+            for key in ("final_value", "final_loss", "test_accuracy", "final_trial"):
                 row[key] = done.get(key)
     proxied = [r for r in rows if isinstance(r["proxy_value"], int | float)]
     proxy_winner = result.get("proxy_winner") or (

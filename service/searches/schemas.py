@@ -35,6 +35,7 @@ class ContenderRead(BaseModel):
         source_trial: number of that trial.
         proxy_value: its validation accuracy in the search (proxy recipe).
         final_value: validation accuracy of its final training (None until it completes).
+        final_loss: validation cross-entropy of that training (breaks ties on final_value).
         test_accuracy: accuracy of that final model on the held-out test part, if there is one.
         final_trial: number of its complete final trial.
         state: state of its current final trial (``WAITING``, ``RUNNING``, ``COMPLETE``...).
@@ -50,6 +51,7 @@ class ContenderRead(BaseModel):
     source_trial: int | None = None
     proxy_value: float | None = None
     final_value: float | None = None
+    final_loss: float | None = None
     test_accuracy: float | None = None
     final_trial: int | None = None
     state: str

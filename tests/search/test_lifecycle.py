@@ -149,6 +149,35 @@ def test_final_pick_sizes_and_a_searched_winner(storage: optuna.storages.RDBStor
     assert status.result["kendall_tau"] is None  # fewer than three contenders
 
 
+def test_final_pick_ties_go_to_the_lower_validation_loss(
+    storage: optuna.storages.RDBStorage,
+) -> None:
+    # Every contender saturates the validation split: the proxy's favourite must not win by
+    # default; the one whose validation loss is lowest does.
+    spec = _spec(n_trials=1, final_pick={"candidates": 1, "presets": 2})
+    lifecycle.create_search_study(storage, "s3b", spec)
+    study = lifecycle.load_search_study(storage, "s3b")
+    _drain(study, cheap_objective(0.9), 3)
+    assert lifecycle.advance(storage, "s3b").state == "finalizing"
+    losses = {"search #2": 0.30, "none": 0.20, "randaugment-2-9": 0.05}
+    saturated = cheap_objective(0.9, {"none": 1.0, "randaugment-2-9": 1.0})
+
+    def objective(trial: optuna.Trial) -> float:
+        value = saturated(trial)
+        if trial.user_attrs.get("role") == "final":
+            trial.set_user_attr(lifecycle.VAL_LOSS_ATTR, losses[trial.user_attrs["label"]])
+            return 1.0
+        return value
+
+    _drain(study, objective, 3)
+    status = lifecycle.advance(storage, "s3b")
+    assert status.result is not None
+    assert status.result["proxy_winner"] == "search #2"
+    assert status.result["winner"] == "randaugment-2-9"
+    rows = {r["label"]: r["final_loss"] for r in status.result["final_pick"]}
+    assert rows == losses
+
+
 def test_rank_agreement() -> None:
     assert lifecycle.rank_agreement([0.1, 0.2, 0.3], [0.5, 0.6, 0.7]) == pytest.approx(1.0)
     assert lifecycle.rank_agreement([0.1, 0.2, 0.3], [0.7, 0.6, 0.5]) == pytest.approx(-1.0)
