@@ -15,6 +15,24 @@ from torch import nn
 MIN_IMAGE_SIZE = 8
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a residual branch per sample while training.
+
+    Kept branches are scaled by ``1 / (1 - rate)`` so evaluation needs no rescaling.
+    """
+
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device, dtype=x.dtype)
+        return x * mask.bernoulli_(keep) / keep
+
+
 class BasicBlock(nn.Module):
     """Post-activation residual block of the CIFAR ResNets (He et al. 2016)."""
 
@@ -29,10 +47,11 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
             )
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.drop_path(self.bn2(self.conv2(out)))
         return torch.relu(out + self.shortcut(x))
 
 
@@ -73,11 +92,12 @@ class WideBlock(nn.Module):
         self.shortcut: nn.Module | None = None
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = torch.relu(self.bn1(x))
         out = self.conv1(pre)
-        out = self.conv2(self.dropout(torch.relu(self.bn2(out))))
+        out = self.drop_path(self.conv2(self.dropout(torch.relu(self.bn2(out)))))
         # The projection reads the activated input, as in the reference implementation.
         return out + (x if self.shortcut is None else self.shortcut(pre))
 
@@ -164,6 +184,28 @@ ARCHS: dict[str, ModelFactory] = {
 }
 
 
+def set_stochastic_depth(model: nn.Module, rate: float) -> None:
+    """Give the model's residual blocks drop-path rates rising linearly to ``rate``.
+
+    The last block drops its branch with probability ``rate``, earlier blocks less (the
+    linear decay rule of Huang et al. 2016).
+
+    Raises:
+        ValueError: a rate outside [0, 1), or a positive rate for a model without residual
+            blocks.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"stochastic depth rate must lie in [0, 1), got {rate}")
+    paths = [m for m in model.modules() if isinstance(m, DropPath)]
+    if rate > 0 and not paths:
+        raise ValueError(
+            f"{type(model).__name__} has no residual blocks: stochastic depth needs one of "
+            "the ResNets or wide ResNets"
+        )
+    for i, path in enumerate(paths, start=1):
+        path.rate = rate * i / len(paths)
+
+
 def build_model(
     arch: str,
     num_classes: int,
@@ -172,6 +214,7 @@ def build_model(
     *,
     width: float = 1.0,
     dropout: float = 0.0,
+    drop_path: float = 0.0,
 ) -> nn.Module:
     """Build a proxy model.
 
@@ -182,6 +225,8 @@ def build_model(
         image_size: input side (or (height, width)); at least 8.
         width: width multiplier (airbench only; the ResNets have fixed widths).
         dropout: dropout rate (before the classifier; inside the blocks for WRNs).
+        drop_path: stochastic depth rate of the last residual block (see
+            `set_stochastic_depth`); models without residual blocks accept only 0.
 
     Raises:
         ValueError: an unknown architecture or an impossible size.
@@ -195,4 +240,6 @@ def build_model(
         raise ValueError(f"need >= 2 classes and >= 1 channel, got {num_classes}, {in_channels}")
     if not 0.0 <= dropout < 1.0 or width <= 0:
         raise ValueError(f"dropout must lie in [0, 1) and width be positive: {dropout}, {width}")
-    return ARCHS[arch](num_classes, in_channels, width, dropout)
+    model = ARCHS[arch](num_classes, in_channels, width, dropout)
+    set_stochastic_depth(model, drop_path)
+    return model
