@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ops.catalogue import OPS, STANDARD_OPS, get_op
+from ops.text import TEXT_OPS, magnitude_to_rate
 
 SCHEMA_VERSION: Literal[1] = 1
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -89,6 +90,44 @@ class MixConfig(BaseModel):
         return any((self.mixup_alpha, self.cutmix_alpha, self.cutout, self.label_smoothing))
 
 
+class TextOpStep(BaseModel):
+    """One text op at ``magnitude`` in [0, 1] (rate ``alpha = magnitude * 0.5``, see
+    :mod:`ops.text`)."""
+
+    model_config = _STRICT
+    op: str
+    magnitude: Unit
+
+    @field_validator("op")
+    @classmethod
+    def _check_op(cls, value: str) -> str:
+        if value not in TEXT_OPS:
+            raise ValueError(f"unknown text op {value!r}; known text ops: {', '.join(TEXT_OPS)}")
+        return value
+
+
+class TextAugment(BaseModel):
+    """EDA-style augmentation of a ``text`` policy.
+
+    Attributes:
+        ops: the text ops and their magnitudes; each augmented copy of a sentence goes through
+            one of the ops with a non-zero magnitude, drawn uniformly.
+        copies: augmented copies trained beside each original sentence.
+    """
+
+    model_config = _STRICT
+    ops: list[TextOpStep] = Field(min_length=1)
+    copies: Annotated[int, Field(ge=1, le=32)] = 4
+
+    @field_validator("ops")
+    @classmethod
+    def _check_ops(cls, value: list[TextOpStep]) -> list[TextOpStep]:
+        names = [step.op for step in value]
+        if len(set(names)) != len(names):
+            raise ValueError("text ops must not repeat an op")
+        return value
+
+
 class Policy(BaseModel):
     """An augmentation policy (schema_version 1).
 
@@ -96,14 +135,16 @@ class Policy(BaseModel):
         kind: ``subpolicies`` (one sub-policy drawn per image, each step applied with its
             ``p``), ``randaugment`` (``n`` ops drawn uniformly from ``ops`` at magnitude ``m``,
             plus Gaussian noise of std ``m_std``, each applied with probability ``p``),
-            ``trivialaugment`` (one op from ``ops`` at a uniform magnitude bin of 31) or ``none``.
+            ``trivialaugment`` (one op from ``ops`` at a uniform magnitude bin of 31), ``text``
+            (EDA-style text ops in ``text``; no image field applies) or ``none``.
         ops: Op set of randaugment/trivialaugment; None means :data:`STANDARD_OPS`.
         wide: Use TrivialAugmentWide's ranges (trivialaugment and randaugment).
+        text: The text ops and copies of kind ``text`` (only that kind takes it).
     """
 
     model_config = _STRICT
     schema_version: Literal[1] = SCHEMA_VERSION
-    kind: Literal["subpolicies", "randaugment", "trivialaugment", "none"]
+    kind: Literal["subpolicies", "randaugment", "trivialaugment", "text", "none"]
     sub_policies: list[list[OpStep]] = Field(default_factory=list)
     n: Annotated[int, Field(ge=1, le=16)] = 2
     m: Unit = 0.9
@@ -113,6 +154,7 @@ class Policy(BaseModel):
     wide: bool = False
     base: BaseAugment = Field(default_factory=BaseAugment)
     mix: MixConfig = Field(default_factory=MixConfig)
+    text: TextAugment | None = None
 
     @field_validator("ops")
     @classmethod
@@ -143,6 +185,10 @@ class Policy(BaseModel):
             raise ValueError(f"sub_policies: only kind 'subpolicies' takes them, not {self.kind!r}")
         if self.kind not in ("randaugment", "trivialaugment") and self.ops is not None:
             raise ValueError(f"ops: kind {self.kind!r} takes no op set")
+        if (self.kind == "text") != (self.text is not None):
+            raise ValueError("text: kind 'text' needs it and no other kind takes it")
+        if self.kind == "text" and (self.base != BaseAugment() or self.mix != MixConfig()):
+            raise ValueError("base, mix: kind 'text' takes no image augmentation")
         return self
 
     @property
@@ -214,6 +260,8 @@ class Policy(BaseModel):
         """Describe the policy in words, one line per sub-policy or setting."""
         if self.kind == "none":
             lines = ["No policy ops."]
+        elif self.text is not None:
+            lines = _describe_text(self.text)
         elif self.kind == "subpolicies":
             lines = [f"One of {len(self.sub_policies)} sub-policies drawn uniformly per image:"]
             for index, sub in enumerate(self.sub_policies, start=1):
@@ -249,6 +297,16 @@ class Policy(BaseModel):
                 f"(p={mix.cutmix_prob:g}), Cutout {mix.cutout:g}, label smoothing {mix.label_smoothing:g}."
             )
         return lines
+
+
+def _describe_text(text: TextAugment) -> list[str]:
+    steps = ", ".join(
+        f"{s.op} (alpha={magnitude_to_rate(s.magnitude):.3g})" for s in text.ops if s.magnitude
+    )
+    return [
+        f"Text: {text.copies} augmented copies per sentence, each by one op drawn uniformly.",
+        f"  Ops: {steps or 'none at a non-zero rate'}.",
+    ]
 
 
 def _describe_step(step: OpStep) -> str:
