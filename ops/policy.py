@@ -20,13 +20,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ops.catalogue import OPS, STANDARD_OPS, get_op
-from ops.text import TEXT_OPS, magnitude_to_rate
 
 SCHEMA_VERSION: Literal[1] = 1
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 #: timm's default probability of applying each RandAugment op.
 TIMM_DEFAULT_P = 0.5
+#: The text ops of kind ``text`` (their functions are :data:`ops.text.TEXT_OPS`).
+TextOpName = Literal["SynonymReplacement", "RandomInsertion", "RandomSwap", "RandomDeletion"]
+#: A text op's rate (the fraction of words it changes) at magnitude 1: the largest of EDA's
+#: sweep. ``rate = magnitude * TEXT_RATE_MAX``; EDA's default rate 0.1 is magnitude 0.2.
+TEXT_RATE_MAX = 0.5
 
 
 def _known_op(name: str) -> str:
@@ -91,19 +95,16 @@ class MixConfig(BaseModel):
 
 
 class TextOpStep(BaseModel):
-    """One text op at ``magnitude`` in [0, 1] (rate ``alpha = magnitude * 0.5``, see
-    :mod:`ops.text`)."""
+    """One text op at ``magnitude`` in [0, 1] (see :data:`TEXT_RATE_MAX` and :mod:`ops.text`)."""
 
     model_config = _STRICT
-    op: str
+    op: TextOpName
     magnitude: Unit
 
-    @field_validator("op")
-    @classmethod
-    def _check_op(cls, value: str) -> str:
-        if value not in TEXT_OPS:
-            raise ValueError(f"unknown text op {value!r}; known text ops: {', '.join(TEXT_OPS)}")
-        return value
+    @property
+    def rate(self) -> float:
+        """The fraction of words the op changes (EDA's alpha)."""
+        return self.magnitude * TEXT_RATE_MAX
 
 
 class TextAugment(BaseModel):
@@ -300,9 +301,7 @@ class Policy(BaseModel):
 
 
 def _describe_text(text: TextAugment) -> list[str]:
-    steps = ", ".join(
-        f"{s.op} (alpha={magnitude_to_rate(s.magnitude):.3g})" for s in text.ops if s.magnitude
-    )
+    steps = ", ".join(f"{s.op} (alpha={s.rate:.3g})" for s in text.ops if s.magnitude)
     return [
         f"Text: {text.copies} augmented copies per sentence, each by one op drawn uniformly.",
         f"  Ops: {steps or 'none at a non-zero rate'}.",

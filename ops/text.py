@@ -20,17 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ops.lexicon import STOP_WORDS, WordNet
+from ops.policy import TEXT_RATE_MAX as RATE_MAX
+from ops.policy import Policy, TextOpName
 
-if TYPE_CHECKING:
-    from ops.policy import Policy
-
-#: Rate at magnitude 1.
-RATE_MAX = 0.5
 #: How many words random insertion tries before giving up on finding one with synonyms.
 _INSERT_TRIES = 10
 
@@ -133,13 +129,13 @@ def random_deletion(
 class TextOpDef:
     """One text op: its function and what its rate means, in words."""
 
-    name: str
+    name: TextOpName
     fn: TextFn
     description: str
     uses_lexicon: bool
 
 
-#: Every text op by its policy name.
+#: Every text op by its policy name (the names of :data:`ops.policy.TextOpName`).
 TEXT_OPS: dict[str, TextOpDef] = {
     op.name: op
     for op in (

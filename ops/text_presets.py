@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from ops.policy import Policy, TextAugment, TextOpStep
-from ops.text import TEXT_OPS, rate_to_magnitude
+from typing import get_args
+
+from ops.policy import Policy, TextAugment, TextOpName, TextOpStep
+from ops.text import rate_to_magnitude
 
 #: The EDA reference implementation's defaults: alpha = 0.1 for every op, 9 copies per sentence.
 EDA_ALPHA = 0.1
@@ -17,7 +19,7 @@ def eda_policy(alpha: float = EDA_ALPHA, copies: int = EDA_COPIES) -> Policy:
         ValueError: for a rate outside [0, 0.5] or copies outside 1..32.
     """
     magnitude = rate_to_magnitude(alpha)
-    steps = [TextOpStep(op=name, magnitude=magnitude) for name in TEXT_OPS]
+    steps = [TextOpStep(op=name, magnitude=magnitude) for name in get_args(TextOpName)]
     return Policy(kind="text", text=TextAugment(ops=steps, copies=copies))
 
 

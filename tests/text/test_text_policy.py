@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 from pydantic import ValidationError
 
-from ops.policy import Policy, load_policy
+from ops.policy import Policy, TextOpName, load_policy
+from ops.text import TEXT_OPS
 from ops.text_presets import TEXT_PRESETS, eda_policy
 
 
@@ -29,7 +32,7 @@ def test_eda_defaults_round_trip() -> None:
         ({"kind": "text", "text": {"ops": []}}, "at least 1"),
         (
             {"kind": "text", "text": {"ops": [{"op": "Rotate", "magnitude": 0.1}]}},
-            "unknown text op",
+            "SynonymReplacement",
         ),
         (
             {"kind": "text", "text": {"ops": [{"op": "RandomSwap", "magnitude": 0.1}] * 2}},
@@ -59,6 +62,10 @@ def test_eda_defaults_round_trip() -> None:
 def test_bad_text_policies_are_refused(data: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         load_policy({"schema_version": 1, **data})
+
+
+def test_the_op_table_defines_every_op_of_the_format() -> None:
+    assert tuple(TEXT_OPS) == get_args(TextOpName)
 
 
 def test_image_kinds_keep_their_shape() -> None:
