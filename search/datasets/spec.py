@@ -187,6 +187,112 @@ _ADAPTER: TypeAdapter[DatasetSpec] = TypeAdapter(
 )
 
 
+#: The topics of ``wordnet-topics``: WordNet noun lexicographer files (``noun.animal``...).
+WordNetTopic = Literal[
+    "act",
+    "animal",
+    "artifact",
+    "body",
+    "cognition",
+    "communication",
+    "food",
+    "location",
+    "person",
+    "plant",
+    "state",
+    "substance",
+]
+
+
+class _TextSourceSpec(BaseModel):
+    """What every text source's spec shares (text sources had no legacy record)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WordNetTopicsSpec(_TextSourceSpec):
+    """Built-in text set: WordNet noun definitions labelled by topic (no network).
+
+    Each text is the definition of one noun synset of the WordNet 3.0 database (Debian's
+    ``wordnet-base``); its label is the synset's lexicographer file (``animal``, ``food``...).
+    A fixed fifth of each class is the test split, never seen by a search.
+
+    Attributes:
+        topics: the classes (two or more of :data:`WordNetTopic`); None means all twelve.
+        per_class: definitions per class, drawn by a fixed hash of the synset.
+    """
+
+    source: Literal["wordnet-topics"] = "wordnet-topics"
+    topics: list[WordNetTopic] | None = Field(default=None, min_length=2)
+    per_class: int = Field(default=300, ge=10, le=2000)
+
+    @model_validator(mode="after")
+    def _check_topics(self) -> WordNetTopicsSpec:
+        if self.topics is not None and len(set(self.topics)) != len(self.topics):
+            raise ValueError("topics must not repeat")
+        return self
+
+
+class TextTableSpec(_TextSourceSpec):
+    """A CSV, JSONL or Parquet table of texts (``text``, ``label``, optional ``group``,
+    ``split``).
+
+    Attributes:
+        path: local path of the table (``.csv``, ``.jsonl`` or ``.parquet``).
+    """
+
+    source: Literal["text-table"] = "text-table"
+    path: PathField
+
+
+TextDatasetSpec = Annotated[WordNetTopicsSpec | TextTableSpec, Field(discriminator="source")]
+"""Where a text dataset comes from: one model per ``source``."""
+
+AnyDatasetSpec = Annotated[
+    DigitsSpec
+    | ImageFolderSpec
+    | ArchiveSpec
+    | ManifestSpec
+    | TorchvisionSpec
+    | SyntheticSpec
+    | FontsSpec
+    | WordNetTopicsSpec
+    | TextTableSpec,
+    Field(discriminator="source"),
+]
+"""An image or a text dataset spec, discriminated on ``source`` like each of the two."""
+
+_TEXT_ADAPTER: TypeAdapter[TextDatasetSpec] = TypeAdapter(
+    TextDatasetSpec, config=ConfigDict(title="TextDatasetSpec")
+)
+_ANY_ADAPTER: TypeAdapter[AnyDatasetSpec] = TypeAdapter(
+    AnyDatasetSpec, config=ConfigDict(title="AnyDatasetSpec")
+)
+
+
+def parse_text_dataset_spec(data: Any) -> TextDatasetSpec:
+    """Validate a text dataset spec (e.g. ``{"source": "wordnet-topics"}``).
+
+    Raises:
+        pydantic.ValidationError: an unknown source, a missing or foreign field.
+    """
+    return _TEXT_ADAPTER.validate_python(data)
+
+
+def parse_any_dataset_spec(data: Any) -> AnyDatasetSpec:
+    """Validate an image or a text dataset spec.
+
+    Raises:
+        pydantic.ValidationError: an unknown source, a missing or foreign field.
+    """
+    return _ANY_ADAPTER.validate_python(data)
+
+
+def is_text_spec(spec: AnyDatasetSpec) -> bool:
+    """Whether a spec describes a text dataset."""
+    return isinstance(spec, WordNetTopicsSpec | TextTableSpec)
+
+
 def parse_dataset_spec(data: Any) -> DatasetSpec:
     """Validate a dataset spec given as a mapping (e.g. ``{"source": "digits"}``).
 
