@@ -189,6 +189,11 @@ class BestPolicy:
     policy: dict[str, Any]
     baseline: str | None = None
     recipe_overrides: dict[str, Any] = field(default_factory=dict)
+    loss: float | None = None
+
+    def rank(self) -> tuple[float, float, int]:
+        """Sort key, best first: higher accuracy, then lower validation loss, then earlier."""
+        return (-self.value, math.inf if self.loss is None else self.loss, self.trial_number)
 
 
 @dataclass
@@ -229,26 +234,19 @@ def _counts(trials: list[FrozenTrial]) -> dict[str, dict[str, int]]:
 
 
 def best_policy(trials: list[FrozenTrial], spec: SearchSpec) -> BestPolicy | None:
-    """The best complete trial whose value is a proxy-training accuracy (ties: earliest)."""
+    """The best complete trial whose value is a proxy-training accuracy (`BestPolicy.rank`)."""
     roles = {"baseline", "candidate"}
     if get_strategy(spec.strategy, spec).trains_in_search:
         roles.add("search")
-    best: BestPolicy | None = None
-    for t in trials:
-        if t.state != TrialState.COMPLETE or role_of(t) not in roles or t.value is None:
-            continue
-        if "policy" not in t.user_attrs:
-            continue
-        if best is None or t.value > best.value:
-            best = BestPolicy(
-                value=float(t.value),
-                trial_number=t.number,
-                role=role_of(t),
-                policy=dict(t.user_attrs["policy"]),
-                baseline=t.user_attrs.get("baseline"),
-                recipe_overrides=dict(t.user_attrs.get("recipe_overrides", {})),
-            )
-    return best
+    ranked = [
+        _best_of(t)
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and role_of(t) in roles
+        and t.value is not None
+        and "policy" in t.user_attrs
+    ]
+    return min(ranked, key=BestPolicy.rank) if ranked else None
 
 
 def status(storage: BaseStorage | str, search_id: str) -> StudyStatus:
@@ -368,7 +366,7 @@ def final_pick(trials: list[FrozenTrial], spec: SearchSpec) -> list[BestPolicy]:
 
     Searched policies (search trials of strategies that train, candidates of those that do
     not) are taken by proxy value, one per distinct policy and recipe; then the baselines by
-    proxy value. Ties keep the earlier trial.
+    proxy value. Ties go to the lower validation loss, then to the earlier trial.
     """
     searched_roles = {"candidate"}
     if get_strategy(spec.strategy, spec).trains_in_search:
@@ -388,7 +386,7 @@ def final_pick(trials: list[FrozenTrial], spec: SearchSpec) -> list[BestPolicy]:
         ("baseline", spec.final_pick.presets),
     ):
         taken = 0
-        for best in sorted(pools[pool], key=lambda b: (-b.value, b.trial_number)):
+        for best in sorted(pools[pool], key=BestPolicy.rank):
             key = repr((sorted(best.policy.items()), sorted(best.recipe_overrides.items())))
             if taken >= limit or key in seen:
                 continue
@@ -406,6 +404,7 @@ def _best_of(t: FrozenTrial) -> BestPolicy:
         policy=dict(t.user_attrs["policy"]),
         baseline=t.user_attrs.get("baseline"),
         recipe_overrides=dict(t.user_attrs.get("recipe_overrides", {})),
+        loss=t.user_attrs.get(VAL_LOSS_ATTR),
     )
 
 

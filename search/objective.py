@@ -325,7 +325,7 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}: {accuracy:.4f}")
             self._raise_if_stopped(trial.study)
 
-        return train(
+        result = train(
             recipe,
             policy,
             train_set,
@@ -334,6 +334,9 @@ class Objective:
             seed=spec.seed,
             on_epoch=on_epoch,
         )
+        if result.metrics.get("val_loss") is not None:  # ties on accuracy go to the lower loss
+            trial.set_user_attr(VAL_LOSS_ATTR, float(result.metrics["val_loss"]))
+        return result
 
     def _final(
         self,
@@ -345,8 +348,6 @@ class Objective:
     ) -> float:
         result = self._train(trial, spec, policy, recipe, data, "final")
         metrics = {"val_accuracy": float(result.metrics["val_accuracy"])}
-        if result.metrics.get("val_loss") is not None:
-            trial.set_user_attr(VAL_LOSS_ATTR, float(result.metrics["val_loss"]))
         if data.test is not None:
             test = evaluate(result.model, data.test, self.device, mean=result.mean, std=result.std)
             metrics["test_accuracy"] = float(test["accuracy"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ops.policy import load_policy
 from search import lifecycle
@@ -176,6 +176,30 @@ def test_final_pick_ties_go_to_the_lower_validation_loss(
     assert status.result["winner"] == "randaugment-2-9"
     rows = {r["label"]: r["final_loss"] for r in status.result["final_pick"]}
     assert rows == losses
+
+
+def test_proxy_ties_rank_by_validation_loss() -> None:
+    spec = _spec(n_trials=3, final_pick={"candidates": 2, "presets": 1})
+
+    def trial(number: int, role: str, loss: float | None, **attrs: object) -> FrozenTrial:
+        user_attrs = {"role": role, "policy": {"kind": "randaugment", "n": number}, **attrs}
+        if loss is not None:
+            user_attrs[lifecycle.VAL_LOSS_ATTR] = loss
+        t = optuna.trial.create_trial(value=1.0, user_attrs=user_attrs)
+        t.number = number
+        return t
+
+    trials = [
+        trial(0, "baseline", 0.4, baseline="none"),
+        trial(1, "baseline", 0.1, baseline="randaugment-2-9"),
+        trial(2, "search", None),  # no loss recorded (an older trial): ranks after those with one
+        trial(3, "search", 0.3),
+        trial(4, "search", 0.2),
+    ]
+    best = lifecycle.best_policy(trials, spec)
+    assert best is not None and best.trial_number == 1
+    picked = lifecycle.final_pick(trials, spec)
+    assert [(b.trial_number, b.loss) for b in picked] == [(4, 0.2), (3, 0.3), (1, 0.1)]
 
 
 def test_rank_agreement() -> None:
