@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from search.strategies._autoaugment import AUTOAUGMENT_OPS, AutoAugmentStrategy
+from search.strategies._eda import EdaStrategy
 from search.strategies._fast_autoaugment import FastAutoAugmentStrategy
 from search.strategies._fixed import NoAugmentStrategy, TrivialAugmentStrategy
 from search.strategies._randaugment import RandAugmentStrategy
@@ -27,6 +28,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         TrivialAugmentStrategy,
         NoAugmentStrategy,
         FastAutoAugmentStrategy,
+        EdaStrategy,
     )
 }
 
@@ -49,6 +51,7 @@ __all__ = [
     "CO_PREFIX",
     "STRATEGIES",
     "AutoAugmentStrategy",
+    "EdaStrategy",
     "FastAutoAugmentStrategy",
     "NoAugmentStrategy",
     "RandAugmentStrategy",
