@@ -1,4 +1,4 @@
-"""Appliers: the batched per-sample applier and the per-image transform built on it.
+"""Appliers: the batched per-sample applier and the per-image transform.
 
 Every sample draws its own op, probability outcome and magnitude. Sampling and applying are
 separate (:meth:`BatchAugmenter.sample_params` / :meth:`BatchAugmenter.apply_params`) so the
@@ -17,13 +17,12 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as tvf
 
+from ops.arguments import TRIVIAL_BINS, ArgumentTable
 from ops.catalogue import OPS, OpDef
 from ops.functional import warp_affine
 from ops.groups import SLOT_BLOCK_PIXELS, SlotGroups, SlotParams
+from ops.image import ImageAugmenter
 from ops.policy import Policy
-
-#: TrivialAugment draws its magnitude from this many evenly spaced bins (torchvision's default).
-TRIVIAL_BINS = 31
 
 
 @dataclass(frozen=True)
@@ -53,48 +52,6 @@ class AugmentParams:
         return AugmentParams(self.ops, self.shift[rows], self.flip[rows], slots)
 
 
-@dataclass(frozen=True)
-class _ArgTable:
-    """Per-op constants turning magnitudes into arguments for one image size and device.
-
-    Rows with no magnitude (``has_magnitude`` false) have zero low, span and bins.
-    """
-
-    low: Tensor
-    span: Tensor
-    scale: Tensor
-    rounding: Tensor  # 0 none, 1 round, 2 trunc
-    signed: Tensor
-    bins: Tensor  # (ops, TRIVIAL_BINS) TrivialAugment arguments
-
-    @staticmethod
-    def build(
-        defs: tuple[OpDef, ...], wide: bool, image_size: tuple[int, int], device: torch.device
-    ) -> _ArgTable:
-        height, width = image_size
-        rows: list[tuple[float, float, float, int]] = []
-        bins = torch.zeros(len(defs), TRIVIAL_BINS)
-        for k, op in enumerate(defs):
-            if not op.has_magnitude:
-                rows.append((0.0, 0.0, 1.0, 0))
-                continue
-            size = {"TranslateY": height, "Cutout": min(height, width)}.get(op.name, width)
-            low, high, relative = op.range(wide)
-            mode = {"none": 0, "round": 1, "trunc": 2}[op.rounding]
-            rows.append((low, high - low, float(size) if relative else 1.0, mode))
-            bins[k] = op.bin_to_arg(torch.arange(TRIVIAL_BINS), TRIVIAL_BINS, wide, size)
-        columns = list(zip(*rows, strict=True))
-        signed = [op.signed and op.has_magnitude for op in defs]
-        return _ArgTable(
-            low=torch.tensor(columns[0], device=device),
-            span=torch.tensor(columns[1], device=device),
-            scale=torch.tensor(columns[2], device=device),
-            rounding=torch.tensor(columns[3], device=device),
-            signed=torch.tensor(signed, device=device),
-            bins=bins.to(device),
-        )
-
-
 class BatchAugmenter:
     """Apply a policy to (N, C, H, W) uint8 or float batches, independently per sample.
 
@@ -107,7 +64,7 @@ class BatchAugmenter:
         self.ops: tuple[str, ...] = policy.op_set
         self._defs: tuple[OpDef, ...] = tuple(OPS[name] for name in self.ops)
         self._tables = self._subpolicy_tables() if policy.kind == "subpolicies" else None
-        self._arg_tables: dict[tuple[tuple[int, int], str], _ArgTable] = {}
+        self._arg_tables: dict[tuple[tuple[int, int], str], ArgumentTable] = {}
         self._groups = SlotGroups.build(self._defs)
 
     def _subpolicy_tables(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -185,19 +142,14 @@ class BatchAugmenter:
         if magnitude.dtype == torch.long:  # TrivialAugment bins: torchvision's exact tables
             arg = table.bins[op_index, magnitude]
         else:
-            # low + m * (high - low), times the side for relative ranges: the float32 steps of
-            # OpDef.magnitude_to_arg, gathered per sample instead of looped over ops.
-            arg = table.low[op_index] + magnitude * table.span[op_index]
-            arg = arg * table.scale[op_index]
-            mode = table.rounding[op_index]
-            arg = torch.where(mode == 1, arg.round(), torch.where(mode == 2, arg.trunc(), arg))
+            arg = table.args(op_index, magnitude)
         arg = torch.where(negative & table.signed[op_index], -arg, arg)
         return SlotParams(op_index, apply, arg, centre)
 
-    def _arg_table(self, image_size: tuple[int, int], device: torch.device) -> _ArgTable:
+    def _arg_table(self, image_size: tuple[int, int], device: torch.device) -> ArgumentTable:
         key = (image_size, str(device))
         if key not in self._arg_tables:
-            self._arg_tables[key] = _ArgTable.build(
+            self._arg_tables[key] = ArgumentTable.build(
                 self._defs, self.policy.wide, image_size, device
             )
         return self._arg_tables[key]
@@ -249,7 +201,8 @@ def _check_batch(images: Tensor) -> None:
 class PolicyTransform:
     """Per-image transform for DataLoader pipelines (PIL images or uint8 CHW tensors).
 
-    Runs the batched applier on a batch of one and returns the input's type. The generator is
+    Runs :class:`ops.image.ImageAugmenter` (the same ops, rates and magnitudes as the batched
+    applier, without its per-batch costs) and returns the input's type. The generator is
     seeded from ``seed`` (or OS entropy) mixed with the DataLoader worker id, so workers draw
     different but reproducible streams.
 
@@ -259,7 +212,7 @@ class PolicyTransform:
     """
 
     def __init__(self, policy: Policy, seed: int | None = None) -> None:
-        self.augmenter = BatchAugmenter(policy)
+        self.augmenter = ImageAugmenter(policy)
         self.seed = seed
         self._generators: dict[int, torch.Generator] = {}
 
@@ -285,12 +238,12 @@ class PolicyTransform:
             mode = image.mode
             if mode not in ("L", "RGB"):
                 raise ValueError(f"PIL images must be mode L or RGB, got {mode}")
-            out = self.augmenter(tvf.pil_to_tensor(image).unsqueeze(0), self._generator())
-            return tvf.to_pil_image(out[0], mode=mode)
+            out = self.augmenter(tvf.pil_to_tensor(image), self._generator())
+            return tvf.to_pil_image(out, mode=mode)
         if isinstance(image, Tensor):
             if image.ndim != 3 or image.dtype != torch.uint8:
                 raise ValueError("tensor images must be uint8 (C, H, W)")
-            return self.augmenter(image.unsqueeze(0), self._generator())[0]
+            return self.augmenter(image, self._generator())
         raise TypeError(f"expected a PIL image or a uint8 tensor, got {type(image).__name__}")
 
     def __repr__(self) -> str:

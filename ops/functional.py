@@ -125,6 +125,36 @@ def _source_index(theta: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
     return index[1].mul_(w + 2).add_(index[0]).view(-1, 1, h * w).long()
 
 
+def warp_index(theta: Tensor, height: int, width: int) -> Tensor:
+    """Nearest source pixel of every output pixel of a warp, for :func:`warp_gather`.
+
+    Args:
+        theta: (N, 2, 3) inverse affine matrices, as :func:`warp_affine`'s.
+        height: Image height.
+        width: Image width.
+
+    Returns:
+        (N, 1, H * W) int64 flat indices into the image padded by a one-pixel zero border.
+    """
+    dev = theta.device
+    xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width, device=dev)
+    ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height, device=dev)
+    return _source_index(theta.to(torch.float32), xs, ys)
+
+
+def warp_gather(images: Tensor, index: Tensor, out: Tensor | None = None) -> Tensor:
+    """Read each output pixel of ``images`` (N, C, H, W) at its :func:`warp_index` source.
+
+    ``index`` is (N, 1, H * W), or (1, 1, H * W) for one warp shared by every image.
+    """
+    n, c, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
+    if out is None:
+        out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
+    torch.gather(padded.view(n, c, -1), 2, index.expand(n, c, h * w), out=out.view(n, c, h * w))
+    return out
+
+
 def warp_affine(images: Tensor, theta: Tensor) -> Tensor:
     """Warp each image by its own inverse affine matrix, nearest sampling, fill 0.
 
@@ -135,19 +165,14 @@ def warp_affine(images: Tensor, theta: Tensor) -> Tensor:
     outside the image read a one-pixel zero border, so no validity mask is needed.
     """
     _check(images)
-    n, c, h, w = images.shape
+    n, _c, h, w = images.shape
     dev = images.device
     theta = theta.to(device=dev, dtype=torch.float32)
-    xs = torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, w, device=dev)
-    ys = torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, h, device=dev)
     out = torch.empty(images.shape, dtype=images.dtype, device=dev)
     step = n if dev.type != "cpu" else max(1, WARP_BLOCK_PIXELS // (h * w))
     for start in range(0, n, step):  # blocks of rows bound the temporaries, see above
         rows = slice(start, start + step)
-        padded = torch.nn.functional.pad(images[rows], (1, 1, 1, 1))
-        m = padded.shape[0]
-        index = _source_index(theta[rows], xs, ys).expand(m, c, h * w)
-        torch.gather(padded.view(m, c, -1), 2, index, out=out[rows].view(m, c, h * w))
+        warp_gather(images[rows], warp_index(theta[rows], h, w), out=out[rows])
     return out
 
 
