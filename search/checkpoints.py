@@ -1,7 +1,10 @@
 """Checkpoints: safetensors weights plus a JSON model card, stored through ``optuna.artifacts``.
 
 Weights are written with ``safetensors.torch.save_file`` and read back with
-``safetensors.torch.load``; nothing is ever unpickled. The sha256 of the weights file is
+``safetensors.torch.load``; nothing is ever unpickled. The file's metadata carries the whole
+model card as JSON (key ``model_card``; safetensors metadata maps strings to strings), so a
+checkpoint of a ``timm:`` architecture loads with torch, timm and safetensors alone:
+``timm.create_model(card["timm_name"], **card["timm_kwargs"])`` then ``load_state_dict``. The sha256 of the weights file is
 recorded in the card and in the trial's user attrs, and verified on every load. Files on a
 local or shared file system are written atomically (`AtomicFileSystemArtifactStore`): a worker
 killed mid-write leaves a temporary file, never a partial artifact under its id.
@@ -27,12 +30,22 @@ from optuna.artifacts._protocol import ArtifactStore
 from optuna.storages import BaseStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
+from search.models import TIMM_ARCHS, TimmConfig, build_model, create_timm_model, timm_config
+
 StudyOrTrial = Study | Trial | FrozenTrial
+#: Key of the model card (JSON) in a checkpoint's safetensors metadata.
+CARD_METADATA_KEY = "model_card"
+#: The ``create_model`` arguments a card may record (`search.models.timm_config` writes them);
+#: anything else (``pretrained``, a weights URL...) is refused.
+TIMM_KWARGS = frozenset(
+    {"num_classes", "in_chans", "output_stride", "channels", "drop_rate", "drop_path_rate"}
+    | {"stem_width"}
+)
 
 
 class CheckpointError(ValueError):
@@ -43,8 +56,9 @@ class ModelCard(BaseModel):
     """What a checkpoint is: enough to rebuild the model and its input pipeline.
 
     Attributes:
-        schema_version: version of this card format.
-        arch: model architecture name (``search.models.ARCHS``).
+        schema_version: version of this card format (2 adds ``timm_name`` and
+            ``timm_kwargs``; version 1 cards still load).
+        arch: model architecture name (``search.models.ARCHS`` or ``TIMM_ARCHS``).
         num_classes: number of output classes.
         classes: class names, in label order.
         in_channels: image channels.
@@ -54,13 +68,18 @@ class ModelCard(BaseModel):
         policy: the augmentation policy the model was trained with (Policy JSON).
         recipe: the trainer recipe (TrainerRecipe JSON).
         metrics: final metrics (``val_accuracy``, optionally ``test_accuracy``).
-        sha256: sha256 of the safetensors file.
+        sha256: sha256 of the safetensors file (left out of the copy in the file's metadata,
+            which cannot hold its own hash).
         created_at: when the checkpoint was written.
+        timm_name: for a ``timm:`` architecture, timm's model name; None otherwise.
+        timm_kwargs: with ``timm_name``, every argument of ``timm.create_model`` (classes,
+            channels and the small-image variant); derived from the arch, sizes and recipe
+            when not given.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: int = 1
+    schema_version: int = Field(default=2, ge=1, le=2)
     arch: str
     num_classes: int = Field(ge=2)
     classes: list[str]
@@ -73,6 +92,36 @@ class ModelCard(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     sha256: str = ""
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    timm_name: str | None = None
+    timm_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _timm_model(self) -> ModelCard:
+        timm_arch = TIMM_ARCHS.get(self.arch)
+        if timm_arch is None:
+            if self.timm_name is not None or self.timm_kwargs:
+                raise ValueError(f"arch {self.arch!r} is not a timm architecture")
+            return self
+        if self.timm_name is None:
+            config = timm_config(
+                self.arch,
+                self.num_classes,
+                self.in_channels,
+                self.image_size,
+                width=float(self.recipe.get("width", 1.0)),
+                dropout=float(self.recipe.get("dropout", 0.0)),
+                drop_path=float(self.recipe.get("drop_path", 0.0)),
+            )
+            self.timm_name, self.timm_kwargs = config.name, config.kwargs
+        if self.timm_name != timm_arch.name:
+            raise ValueError(f"timm_name {self.timm_name!r} does not match arch {self.arch!r}")
+        unknown = sorted(set(self.timm_kwargs) - TIMM_KWARGS)
+        if unknown:
+            raise ValueError(f"timm_kwargs {unknown} are not allowed; known: {sorted(TIMM_KWARGS)}")
+        expected = {"num_classes": self.num_classes, "in_chans": self.in_channels}
+        if any(self.timm_kwargs.get(k) != v for k, v in expected.items()):
+            raise ValueError(f"timm_kwargs must hold {expected}, got {self.timm_kwargs}")
+        return self
 
 
 class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
@@ -145,6 +194,68 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def card_metadata(card: ModelCard) -> dict[str, str]:
+    """The safetensors metadata of a checkpoint: the card as JSON, without its sha256."""
+    return {
+        "format": "pt",
+        "arch": card.arch,
+        CARD_METADATA_KEY: card.model_dump_json(exclude={"sha256"}),
+    }
+
+
+def read_card(checkpoint: bytes | Path) -> ModelCard:
+    """The model card stored in a checkpoint file's metadata (its tensors are not read).
+
+    Args:
+        checkpoint: the file's bytes or its path.
+
+    Raises:
+        CheckpointError: not a safetensors file, or one without a valid card (files written
+            before cards went into the metadata hold only ``arch``).
+    """
+    head = checkpoint[:8] if isinstance(checkpoint, bytes) else _read_head(checkpoint, 8)
+    size = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if not 0 < size <= 100_000_000:
+        raise CheckpointError("not a safetensors file: bad header length")
+    raw = (
+        checkpoint[8 : 8 + size]
+        if isinstance(checkpoint, bytes)
+        else _read_head(checkpoint, 8 + size)[8:]
+    )
+    try:
+        header = json.loads(raw)
+        text = header.get("__metadata__", {})[CARD_METADATA_KEY]
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint has no model card in its metadata: {exc!r}") from exc
+    try:
+        return ModelCard.model_validate_json(text)
+    except ValueError as exc:
+        raise CheckpointError(f"the checkpoint's model card is invalid: {exc}") from exc
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(size)
+
+
+def build_model_from_card(card: ModelCard) -> nn.Module:
+    """The card's model, freshly initialised, ready for ``load_state_dict`` of its weights.
+
+    A ``timm:`` architecture is built exactly as a user without augsearch builds it:
+    ``timm.create_model(card.timm_name, **card.timm_kwargs)``.
+    """
+    if card.timm_name is not None:
+        return create_timm_model(TimmConfig(card.timm_name, dict(card.timm_kwargs)))
+    return build_model(
+        card.arch,
+        card.num_classes,
+        card.in_channels,
+        card.image_size,
+        width=float(card.recipe.get("width", 1.0)),
+        dropout=float(card.recipe.get("dropout", 0.0)),
+    )
+
+
 def save_checkpoint(
     model_or_state: nn.Module | Mapping[str, torch.Tensor],
     card: ModelCard,
@@ -152,7 +263,7 @@ def save_checkpoint(
     study_or_trial: StudyOrTrial,
     storage: BaseStorage | None = None,
 ) -> tuple[str, str]:
-    """Upload the weights as safetensors; fill ``card.sha256``.
+    """Upload the weights as safetensors, the card in their metadata; fill ``card.sha256``.
 
     Args:
         model_or_state: the model or its state dict.
@@ -166,7 +277,7 @@ def save_checkpoint(
     """
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.safetensors"
-        save_safetensors(_state_dict(model_or_state), str(path), metadata={"arch": card.arch})
+        save_safetensors(_state_dict(model_or_state), str(path), metadata=card_metadata(card))
         sha = _sha256(path)
         artifact_id = optuna.artifacts.upload_artifact(
             artifact_store=artifact_store,

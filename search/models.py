@@ -1,13 +1,17 @@
-"""Proxy models for trial trainings: CIFAR ResNets, wide ResNets and an airbench-style net.
+"""Models of trial and final trainings: our own proxies and timm ResNets.
 
-Every model takes any channel count and any input side >= 8 (global pooling before the
-classifier) and exposes its final linear layer as ``classifier`` (adaptive gradient clipping
-leaves that layer alone, as in NFNets).
+The proxies (CIFAR ResNets, wide ResNets, an airbench-style net) expose their final linear
+layer as ``classifier`` (adaptive gradient clipping leaves that layer alone, as in NFNets).
+The ``timm:`` architectures are timm's own ResNets, built with ``timm.create_model`` from a name
+and keyword arguments that the model card records, so a checkpoint of one loads with timm alone.
+Every model takes any channel count and any input side >= 8 (global pooling before the head).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -175,6 +179,102 @@ class AirbenchNet(nn.Module):
 
 ModelFactory = Callable[[int, int, float, float], nn.Module]
 
+
+@dataclass(frozen=True)
+class TimmArch:
+    """A timm ResNet offered as an architecture.
+
+    Attributes:
+        name: timm's model name.
+        channels: its stage widths at width 1.
+        stem_width: width of its deep stem at width 1; None for the single 7x7 conv stem,
+            whose width timm fixes at 64.
+    """
+
+    name: str
+    channels: tuple[int, ...] = (64, 128, 256, 512)
+    stem_width: int | None = None
+
+
+#: timm architectures by the name a recipe gives them (``timm:<timm name>``).
+TIMM_ARCHS: dict[str, TimmArch] = {
+    f"timm:{arch.name}": arch
+    for arch in (
+        TimmArch("resnet10t", stem_width=32),
+        TimmArch("resnet18"),
+        TimmArch("resnet18d", stem_width=32),
+        TimmArch("resnet34"),
+        TimmArch("resnet50"),
+        TimmArch("resnet50d", stem_width=32),
+    )
+}
+#: A timm ResNet's stem divides the input side by 4 and its stages by up to 8 more; on small
+#: images the last stages are dilated instead of strided (timm's ``output_stride``) so that the
+#: last feature map keeps at least this side and the head still sees where a feature is.
+MIN_FEATURE_SIDE = 4
+
+
+@dataclass(frozen=True)
+class TimmConfig:
+    """What ``timm.create_model`` needs to rebuild a model: ``create_model(name, **kwargs)``."""
+
+    name: str
+    kwargs: dict[str, Any]
+
+
+def output_stride_for(side: int) -> int:
+    """The largest of timm's output strides (32, 16, 8) leaving ``MIN_FEATURE_SIDE`` pixels."""
+    for stride in (32, 16):
+        if side // stride >= MIN_FEATURE_SIDE:
+            return stride
+    return 8
+
+
+def timm_config(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int | tuple[int, int],
+    *,
+    width: float = 1.0,
+    dropout: float = 0.0,
+    drop_path: float = 0.0,
+) -> TimmConfig:
+    """The timm model name and ``create_model`` arguments of a ``timm:`` architecture.
+
+    The small-image variant is chosen by the shorter input side (`output_stride_for`); the
+    width multiplier scales the stage widths (and a deep stem), at least 8 channels each;
+    ``dropout`` is timm's ``drop_rate`` (before the classifier) and ``drop_path`` its
+    ``drop_path_rate`` (stochastic depth rising linearly to that rate in the last block).
+
+    Raises:
+        ValueError: ``arch`` is not one of :data:`TIMM_ARCHS`.
+    """
+    if arch not in TIMM_ARCHS:
+        raise ValueError(f"unknown timm architecture {arch!r}; choose one of {sorted(TIMM_ARCHS)}")
+    spec = TIMM_ARCHS[arch]
+    side = min((image_size, image_size) if isinstance(image_size, int) else image_size)
+    kwargs: dict[str, Any] = {
+        "num_classes": num_classes,
+        "in_chans": in_channels,
+        "output_stride": output_stride_for(side),
+        "channels": [max(8, round(c * width)) for c in spec.channels],
+        "drop_rate": dropout,
+        "drop_path_rate": drop_path,
+    }
+    if spec.stem_width is not None:
+        kwargs["stem_width"] = max(8, round(spec.stem_width * width))
+    return TimmConfig(spec.name, kwargs)
+
+
+def create_timm_model(config: TimmConfig) -> nn.Module:
+    """``timm.create_model(config.name, **config.kwargs)``, never with pretrained weights."""
+    import timm  # lazily: it takes seconds to import and only timm architectures need it
+
+    model: nn.Module = timm.create_model(config.name, pretrained=False, **config.kwargs)
+    return model
+
+
 ARCHS: dict[str, ModelFactory] = {
     "resnet8": lambda nc, ch, width, drop: CifarResNet(1, nc, ch, drop),
     "resnet20": lambda nc, ch, width, drop: CifarResNet(3, nc, ch, drop),
@@ -216,14 +316,14 @@ def build_model(
     dropout: float = 0.0,
     drop_path: float = 0.0,
 ) -> nn.Module:
-    """Build a proxy model.
+    """Build a model of a trial or final training.
 
     Args:
-        arch: one of :data:`ARCHS`.
+        arch: one of :data:`ARCHS` or :data:`TIMM_ARCHS`.
         num_classes: number of outputs.
         in_channels: image channels (1 or 3, any positive count works).
         image_size: input side (or (height, width)); at least 8.
-        width: width multiplier (airbench only; the ResNets have fixed widths).
+        width: width multiplier (airbench and timm ResNets; our ResNets have fixed widths).
         dropout: dropout rate (before the classifier; inside the blocks for WRNs).
         drop_path: stochastic depth rate of the last residual block (see
             `set_stochastic_depth`); models without residual blocks accept only 0.
@@ -231,8 +331,9 @@ def build_model(
     Raises:
         ValueError: an unknown architecture or an impossible size.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHS)}")
+    if arch not in ARCHS and arch not in TIMM_ARCHS:
+        known = sorted(ARCHS) + sorted(TIMM_ARCHS)
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {known}")
     sides = (image_size, image_size) if isinstance(image_size, int) else image_size
     if min(sides) < MIN_IMAGE_SIZE:
         raise ValueError(f"image size {sides} is below the minimum of {MIN_IMAGE_SIZE}")
@@ -240,6 +341,13 @@ def build_model(
         raise ValueError(f"need >= 2 classes and >= 1 channel, got {num_classes}, {in_channels}")
     if not 0.0 <= dropout < 1.0 or width <= 0:
         raise ValueError(f"dropout must lie in [0, 1) and width be positive: {dropout}, {width}")
+    if arch in TIMM_ARCHS:
+        if not 0.0 <= drop_path < 1.0:
+            raise ValueError(f"stochastic depth rate must lie in [0, 1), got {drop_path}")
+        config = timm_config(
+            arch, num_classes, in_channels, sides, width=width, dropout=dropout, drop_path=drop_path
+        )
+        return create_timm_model(config)
     model = ARCHS[arch](num_classes, in_channels, width, dropout)
     set_stochastic_depth(model, drop_path)
     return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search.datasets import DatasetSpec
 from search.trainer import TrainerRecipe
@@ -36,6 +36,9 @@ _CATEGORICAL_STRATEGIES = frozenset({"autoaugment", "fast-autoaugment"})
 _SEARCHABLE = frozenset({"autoaugment", "randaugment", "fast-autoaugment"})
 #: The final recipe, unless given, trains this many times longer than the trial recipe.
 FINAL_EPOCHS_FACTOR = 3
+#: The final recipe's architecture, unless given or the trial recipe's is a timm one: a timm
+#: ResNet, so that the served checkpoint loads with timm alone (docs/search.md).
+DEFAULT_FINAL_ARCH = "timm:resnet18"
 # A NaN fails every bound with a misleading message ("less than or equal to 10"): refuse it,
 # and the infinities, as what they are.
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -186,7 +189,9 @@ class SearchSpec(BaseModel):
         recipe: trainer recipe of search and baseline trials (batch size and epochs derived
             from the data unless given, see `TrainerRecipe.for_size`).
         final_recipe: recipe of the final pick's trainings on the whole training part;
-            defaults to ``recipe`` trained ``FINAL_EPOCHS_FACTOR`` times longer.
+            defaults to ``recipe`` trained ``FINAL_EPOCHS_FACTOR`` times longer, with the
+            architecture ``DEFAULT_FINAL_ARCH`` unless ``recipe``'s is already a timm one; a
+            final recipe given without ``arch`` has ``DEFAULT_FINAL_ARCH`` too.
         final_pick: how many searched policies and presets are retrained at final fidelity.
         val_fraction: share of the (non-held-out) data used for validation.
         train_size: size of the reduced training subset used by search trials (None: all).
@@ -231,6 +236,14 @@ class SearchSpec(BaseModel):
     baselines: list[BaselineName] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
     fast_autoaugment: FastAutoAugmentOptions = Field(default_factory=FastAutoAugmentOptions)
 
+    @field_validator("final_recipe", mode="before")
+    @classmethod
+    def _final_arch(cls, value: object) -> object:
+        # A final recipe given without an arch still trains the default timm final model.
+        if isinstance(value, dict) and "arch" not in value:
+            return {**value, "arch": DEFAULT_FINAL_ARCH}
+        return value
+
     @model_validator(mode="after")
     def _check_combinations(self) -> SearchSpec:
         if len(set(self.baselines)) != len(self.baselines):
@@ -261,6 +274,8 @@ class SearchSpec(BaseModel):
             )
         if self.final_recipe is None:
             final = self.recipe.scaled(FINAL_EPOCHS_FACTOR)
+            if not final.arch.startswith("timm:"):
+                final = final.model_copy(update={"arch": DEFAULT_FINAL_ARCH})
             object.__setattr__(self, "final_recipe", final)
         if self.final_pick.size == 0:
             raise ValueError("final_pick must retrain at least one candidate or preset")

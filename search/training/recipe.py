@@ -14,7 +14,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Arch = Literal["resnet8", "resnet20", "wrn-16-2", "wrn-28-2", "airbench"]
+#: Our proxies (`search.models.ARCHS`) and timm ResNets (`search.models.TIMM_ARCHS`), whose
+#: checkpoints load with ``timm.create_model`` alone.
+Arch = Literal[
+    "resnet8",
+    "resnet20",
+    "wrn-16-2",
+    "wrn-28-2",
+    "airbench",
+    "timm:resnet10t",
+    "timm:resnet18",
+    "timm:resnet18d",
+    "timm:resnet34",
+    "timm:resnet50",
+    "timm:resnet50d",
+]
 
 #: Default optimizer steps of a recipe whose epochs are derived from the data.
 DEFAULT_STEPS = 500
@@ -45,11 +59,14 @@ class TrainerRecipe(BaseModel):
     """How one trial trains its proxy model.
 
     Attributes:
-        arch: proxy architecture (see :data:`search.models.ARCHS`). The default ``airbench``
-            ends in a global max-pool; the CIFAR ResNets' global average pool loses where a
-            feature is, and on crops with distractors (a house number's neighbouring digits)
-            they stayed at chance for 500 steps where airbench reached 0.92 (docs/search.md).
-        width: width multiplier of ``airbench`` (0.25: a fast CPU proxy; raise it on a GPU).
+        arch: model architecture (see :data:`search.models.ARCHS` and ``TIMM_ARCHS``). The
+            default ``airbench`` ends in a global max-pool; the CIFAR ResNets' global average
+            pool loses where a feature is, and on crops with distractors (a house number's
+            neighbouring digits) they stayed at chance for 500 steps where airbench reached
+            0.92 (docs/search.md). ``timm:<name>`` is timm's ResNet of that name (small-image
+            variant chosen by the image size), the default of a search's final recipe.
+        width: width multiplier of ``airbench`` and the ``timm:`` ResNets (0.25: a fast CPU
+            proxy; raise it on a GPU).
         dropout: dropout rate of the model.
         epochs: training epochs; None derives them from ``steps`` and the training-set size.
         batch_size: training batch size; None derives it from the training-set size

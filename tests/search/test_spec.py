@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from search.datasets import DigitsSpec
-from search.spec import DEFAULT_BASELINES, FINAL_EPOCHS_FACTOR, SearchSpec
+from search.spec import DEFAULT_BASELINES, DEFAULT_FINAL_ARCH, FINAL_EPOCHS_FACTOR, SearchSpec
 from search.trainer import TrainerRecipe
 
 
@@ -19,7 +19,7 @@ def _spec(**kw: Any) -> SearchSpec:
 def test_defaults_fill_final_recipe_and_baselines() -> None:
     spec = SearchSpec(dataset=DigitsSpec(), recipe=TrainerRecipe(epochs=4))
     assert spec.final.epochs == 4 * FINAL_EPOCHS_FACTOR
-    assert spec.final.arch == spec.recipe.arch
+    assert spec.recipe.arch == "airbench" and spec.final.arch == DEFAULT_FINAL_ARCH
     assert tuple(spec.baselines) == DEFAULT_BASELINES
     assert SearchSpec.model_validate_json(spec.model_dump_json()) == spec
 
