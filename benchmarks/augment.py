@@ -1,8 +1,10 @@
 """Augmentation throughput: torchvision per image vs this library per image and batched, kornia.
 
-Run ``python -m benchmarks.augment``. Every row applies RandAugment(2, 9) on the paper's scale
-(``m = 0.9``: torchvision ``num_magnitude_bins=11``, kornia ``m=27`` of 30) to uint8 batches of
-256 images and reports images per second; ratios are against torchvision per image.
+Run ``python -m benchmarks.augment --threads 1``. Every row applies RandAugment(2, 9) on the
+paper's scale (``m = 0.9``: torchvision ``num_magnitude_bins=11``, kornia ``m=27`` of 30) to the
+same 256 images and reports images per second. Per-image rows take uint8 (C, H, W) tensors or
+the same images as PIL, and are compared with torchvision on the same input type; batched rows
+take the uint8 batch and are compared with torchvision per tensor image.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as tvf
 
 from benchmarks.report import write_section
 from ops.apply import BatchAugmenter, PolicyTransform
@@ -42,33 +45,50 @@ def _best_rates(runs: list[Callable[[], object]], images: int, repeats: int) -> 
     return [images / t for t in best]
 
 
-def _rows(size: int, repeats: int) -> list[tuple[str, float]]:
+#: Row names of the references: torchvision per image, on tensors and on PIL images.
+TV_TENSOR = "torchvision v2 RandAugment, per tensor image"
+TV_PIL = "torchvision v2 RandAugment, per PIL image"
+
+
+def _rows(size: int, repeats: int) -> list[tuple[str, float, float]]:
+    """(method, images/s, ratio to torchvision per image on the same input) of every method."""
     gen = torch.Generator().manual_seed(0)
     batch = torch.randint(0, 256, (BATCH, 3, size, size), generator=gen, dtype=torch.uint8)
+    pils = [tvf.to_pil_image(image) for image in batch]
     torch.manual_seed(0)  # torchvision and kornia draw from torch's default generator
     tv = v2.RandAugment(2, 9, num_magnitude_bins=11)
     ours_single = PolicyTransform(POLICY, seed=0)
     augmenter = BatchAugmenter(POLICY)
-    runs: list[tuple[str, Callable[[], object]]] = [
-        ("torchvision v2 RandAugment, per image", lambda: [tv(x) for x in batch]),
-        ("augsearch PolicyTransform, per image", lambda: [ours_single(x) for x in batch]),
-        ("augsearch BatchAugmenter, CPU batched", lambda: augmenter(batch, gen)),
-    ]
+    # (name, run, the row it is compared with)
+    runs: list[tuple[str, Callable[[], object], str]] = [
+        (TV_TENSOR, lambda: [tv(x) for x in batch], TV_TENSOR),
+        ("augsearch PolicyTransform, per tensor image", lambda: [ours_single(x) for x in batch],
+         TV_TENSOR),
+        (TV_PIL, lambda: [tv(x) for x in pils], TV_PIL),
+        ("augsearch PolicyTransform, per PIL image", lambda: [ours_single(x) for x in pils],
+         TV_PIL),
+        ("augsearch BatchAugmenter, CPU batched", lambda: augmenter(batch, gen), TV_TENSOR),
+    ]  # fmt: skip
     try:
         from kornia.augmentation.auto import RandAugment as KorniaRandAugment
 
         kornia = KorniaRandAugment(n=2, m=27)
         floats = batch.float() / 255
-        runs.append(("kornia RandAugment, CPU batched", lambda: kornia(floats)))
+        runs.append(("kornia RandAugment, CPU batched", lambda: kornia(floats), TV_TENSOR))
     except ImportError:
         pass
     if torch.cuda.is_available():
         cuda_batch, cuda_gen = batch.cuda(), torch.Generator("cuda").manual_seed(0)
         runs.append(
-            ("augsearch BatchAugmenter, CUDA batched", lambda: augmenter(cuda_batch, cuda_gen))
+            (
+                "augsearch BatchAugmenter, CUDA batched",
+                lambda: augmenter(cuda_batch, cuda_gen),
+                TV_TENSOR,
+            )
         )
-    rates = _best_rates([run for _, run in runs], BATCH, repeats)
-    return [(name, rate) for (name, _), rate in zip(runs, rates, strict=True)]
+    measured = _best_rates([run for _, run, _ in runs], BATCH, repeats)
+    rates = {name: rate for (name, _, _), rate in zip(runs, measured, strict=True)}
+    return [(name, rates[name], rates[name] / rates[ref]) for name, _, ref in runs]
 
 
 def main() -> None:
@@ -81,21 +101,23 @@ def main() -> None:
     if args.repeats < 1 or args.threads < 1:
         parser.error("--repeats and --threads must be at least 1")
     torch.set_num_threads(args.threads)
-    lines = ["| image size | method | images/s | vs torchvision per image |", "|---|---|---|---|"]
+    lines = [
+        "| image size | method | images/s | vs torchvision per image, same input |",
+        "|---|---|---|---|",
+    ]
     for size in (32, 224):
-        rows = _rows(size, args.repeats)
-        base = rows[0][1]
-        for name, rate in rows:
-            line = f"| {size}x{size} | {name} | {rate:,.0f} | {rate / base:.2f}x |"
+        for name, rate, ratio in _rows(size, args.repeats):
+            line = f"| {size}x{size} | {name} | {rate:,.0f} | {ratio:.2f}x |"
             lines.append(line)
             print(line, flush=True)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     body = (
-        f"RandAugment(2, 9) (m = 0.9, standard ops), uint8 batches of {BATCH}, "
-        f"{args.threads} torch threads; best of {args.repeats} interleaved runs of each method.\n"
+        f"RandAugment(2, 9) (m = 0.9, standard ops) on the same {BATCH} images (uint8 tensors, "
+        f"or PIL for the PIL rows), {args.threads} torch thread(s); best of {args.repeats} "
+        "interleaved runs of each method.\n"
         f"Load average while measuring: {load} (other processes share the CPU: compare ratios).\n"
-        "Targets: batched CPU >= 10x torchvision per image at 32x32 and >= 1x at 224x224.\n\n"
-        + "\n".join(lines)
+        "Targets: per image >= 1x torchvision per image on tensors; batched CPU >= 10x "
+        "torchvision per image at 32x32 and >= 1x at 224x224.\n\n" + "\n".join(lines)
     )
     if not args.no_write:
         write_section("Augmentation throughput", "python -m benchmarks.augment", body)

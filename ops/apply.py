@@ -238,8 +238,10 @@ class PolicyTransform:
             mode = image.mode
             if mode not in ("L", "RGB"):
                 raise ValueError(f"PIL images must be mode L or RGB, got {mode}")
-            out = self.augmenter(tvf.pil_to_tensor(image), self._generator())
-            return tvf.to_pil_image(out, mode=mode)
+            # Contiguous (C, H, W) in, an (H, W, C) view out: one layout copy each way.
+            out = self.augmenter(tvf.pil_to_tensor(image).contiguous(), self._generator())
+            pixels = out[0] if mode == "L" else out.permute(1, 2, 0)
+            return PIL.Image.fromarray(pixels.contiguous().numpy())
         if isinstance(image, Tensor):
             if image.ndim != 3 or image.dtype != torch.uint8:
                 raise ValueError("tensor images must be uint8 (C, H, W)")

@@ -53,6 +53,7 @@ from search import lifecycle
 from search.checkpoints import make_artifact_store
 from search.objective import Objective, TrainFn, worker_identity
 from search.schema import SCHEMA_WAIT_S
+from search.self_training.trials import KEY_PREFIX, JobDispatch, JobSteps
 from search.spec import SearchSpec
 from search.storage import (
     WORKER_POOL,
@@ -153,6 +154,23 @@ class Worker:
             data_cache_dir=data_cache_dir,
             train_fn=train_fn,
         )
+        # Self-training jobs (`search.self_training`) go to workers that serve every search.
+        self.self_training = (
+            JobDispatch(
+                self.storage,
+                JobSteps(
+                    artifact_store,
+                    device=device,
+                    worker=self.name,
+                    stop_event=self.stop_event,
+                    data_cache_dir=data_cache_dir,
+                ),
+                heartbeat_interval,
+                max_retry,
+            )
+            if self.search_ids is None
+            else None
+        )
         self.trials_done = 0
         self._studies: dict[str, optuna.Study] = {}
         self._specs: dict[str, SearchSpec] = {}
@@ -213,6 +231,11 @@ class Worker:
             return False
         if self.stop_event.is_set():  # stopped while it looked: start nothing more
             return False
+        if search_id.startswith(KEY_PREFIX) and self.self_training is not None:
+            self._register("busy", search_id)
+            self.self_training.run(search_id)
+            self.trials_done += 1
+            return True
         last = self.max_trials is not None and self.trials_done + 1 >= self.max_trials
         self.run_one(search_id, advance=last)
         return True
@@ -272,7 +295,8 @@ class Worker:
     def pick(self) -> str | None:
         """The search to serve next, or None when no search has work."""
         candidates: list[tuple[int, int, int, str]] = []
-        for summary in self.storage.get_all_studies():
+        summaries = self.storage.get_all_studies()
+        for summary in summaries:
             name = summary.study_name
             if not name.startswith(lifecycle.STUDY_PREFIX) or "spec" not in summary.user_attrs:
                 continue
@@ -292,6 +316,8 @@ class Worker:
                 continue
             priority = int(summary.user_attrs.get("priority", 0))
             candidates.append((-priority, running, summary._study_id, search_id))
+        if self.self_training is not None:  # job steps compete by the same rules
+            candidates.extend(self.self_training.candidates(summaries))
         return min(candidates)[3] if candidates else None
 
     def _advanced_work(self, study: optuna.Study, search_id: str) -> int | None:
