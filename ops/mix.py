@@ -69,7 +69,13 @@ def _cutout(images: Tensor, side: float, gen: torch.Generator) -> Tensor:
 
 
 def mix_batch(
-    images: Tensor, labels: Tensor, num_classes: int, mix: MixConfig, generator: torch.Generator
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    mix: MixConfig,
+    generator: torch.Generator,
+    *,
+    targets: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Mix a batch and return ``(images, soft_targets)``.
 
@@ -83,6 +89,8 @@ def mix_batch(
         num_classes: Number of classes.
         mix: The mixing configuration.
         generator: Source of randomness (its device is used for the draws).
+        targets: (N, num_classes) soft targets to mix instead of the one-hot ``labels``
+            (pseudo-labels of self-training); label smoothing is then left to the caller.
 
     Returns:
         The mixed images (same dtype and device) and float32 (N, num_classes) soft targets.
@@ -91,7 +99,10 @@ def mix_batch(
         raise ValueError("images must be (N, C, H, W) with one label per image")
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    targets = soft_targets(labels, num_classes, mix.label_smoothing)
+    if targets is None:
+        targets = soft_targets(labels, num_classes, mix.label_smoothing)
+    elif targets.shape != (images.shape[0], num_classes):
+        raise ValueError(f"targets must be (N, {num_classes}), got {tuple(targets.shape)}")
     n, _, _height, _width = images.shape
     if n and (mix.mixup_alpha > 0 or mix.cutmix_alpha > 0):
         images, targets = _mix(images, targets, mix, generator)

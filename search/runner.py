@@ -72,6 +72,7 @@ class SearchResult:
             card.image_size,
             width=float(recipe.get("width", 1.0)),
             dropout=float(recipe.get("dropout", 0.0)),
+            drop_path=float(recipe.get("drop_path", 0.0)),
         )
         model.load_state_dict(state)
         return model.eval()

@@ -236,10 +236,14 @@ def _decode_one(fs: Any, path: str, size: tuple[int, int], limits: DecodeLimits)
 
 
 def decode_images(
-    fs: Any, paths: list[str], image_size: int | None, limits: DecodeLimits = DEFAULT_LIMITS
+    fs: Any,
+    paths: list[str],
+    image_size: int | tuple[int, int] | None,
+    limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> torch.Tensor:
     """Decode image files into one uint8 (N, C, H, W) tensor, by the module's colour and size
-    rules; the error names every file that cannot be decoded.
+    rules; the error names every file that cannot be decoded. ``image_size`` is a square side
+    or a (height, width).
 
     The size comes from ``image_size`` or, without it, from every file's header; the result
     is checked against ``limits`` before any pixel is decoded, and each image is resized as
@@ -251,8 +255,10 @@ def decode_images(
         sizes = _header_sizes(fs, paths, limits, bad)
         failed = {i for i, size in enumerate(sizes) if size is None}
         height, width = _most_common(sizes)
-    else:
+    elif isinstance(image_size, int):
         height, width = image_size, image_size
+    else:
+        height, width = image_size
     limits.check_shape(f"{len(paths)} image files", len(paths), 3, height, width)
     out = np.empty((len(paths), 3, height, width), dtype=np.uint8)
     grey = True

@@ -93,6 +93,18 @@ def _check_sets(train_set: ImageDataset, val_set: ImageDataset) -> None:
         )
 
 
+def _check_soft_targets(
+    targets: torch.Tensor, train_set: ImageDataset, recipe: TrainerRecipe
+) -> None:
+    if targets.shape != (len(train_set), train_set.num_classes):
+        raise ValueError(
+            f"soft_targets must be ({len(train_set)}, {train_set.num_classes}), "
+            f"got {tuple(targets.shape)}"
+        )
+    if recipe.train_subset is not None:
+        raise ValueError("soft_targets cannot be combined with recipe.train_subset")
+
+
 class _Trial:
     """One training run: model, optimiser, on-device data and the random streams."""
 
@@ -103,6 +115,7 @@ class _Trial:
         train_set: ImageDataset,
         device: torch.device,
         seed: int,
+        soft_targets: torch.Tensor | None = None,
     ) -> None:
         self.recipe, self.device, self.train_set = recipe, device, train_set
         self.num_classes = train_set.num_classes
@@ -113,6 +126,7 @@ class _Trial:
             train_set.image_size,
             width=recipe.width,
             dropout=recipe.dropout,
+            drop_path=recipe.drop_path,
         ).to(device)
         self.memory_format = (
             torch.channels_last if recipe.channels_last else torch.contiguous_format
@@ -133,29 +147,40 @@ class _Trial:
         self.aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
         self.images = train_set.images.to(device)
         self.labels = train_set.labels.to(device)
+        self.soft = None if soft_targets is None else soft_targets.float().to(device)
         self.batch_size, self.epochs = _sizes(recipe)
         # A last batch of one sample would break batch norm: it is dropped.
         self.steps_per_epoch = steps_per_epoch(len(train_set), self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.step_count = 0
 
-    def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self, images: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None
+    ) -> torch.Tensor:
         x = self.normalise(self.augment(images, self.aug_gen))
+        targets = soft
+        if soft is not None:  # label smoothing folded into the given soft targets
+            smoothing = self.mix.label_smoothing
+            targets = soft * (1.0 - smoothing) + smoothing / self.num_classes
         if self.mixing:
-            x, targets = mix_batch(x, labels, self.num_classes, self.mix, self.aug_gen)
+            x, targets = mix_batch(
+                x, labels, self.num_classes, self.mix, self.aug_gen, targets=targets
+            )
         x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.amp):
             logits = self.model(x).float()
-        if self.mixing:
+        if targets is not None:
             return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
         return F.cross_entropy(logits, labels, label_smoothing=self.mix.label_smoothing)
 
-    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _step(
+        self, images: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None = None
+    ) -> torch.Tensor:
         factor = optim.lr_factor(
             self.recipe, self.step_count, self.total_steps, self.steps_per_epoch
         )
         optim.set_lr(self.optimizer, self.recipe.lr * factor)
-        loss = self._loss(images, labels)
+        loss = self._loss(images, labels, soft)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.recipe.grad_clip_norm or self.recipe.agc_clip:
@@ -180,7 +205,8 @@ class _Trial:
         seen = 0
         for i in range(self.steps_per_epoch):
             idx = order[i * bs : (i + 1) * bs]
-            total += self._step(self.images[idx], self.labels[idx]) * idx.numel()
+            soft = None if self.soft is None else self.soft[idx]
+            total += self._step(self.images[idx], self.labels[idx], soft) * idx.numel()
             seen += idx.numel()
         mean_loss = float(total) / max(1, seen)
         return mean_loss, seen, time.perf_counter() - start
@@ -277,6 +303,7 @@ def train(
     seed: int,
     on_epoch: EpochCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    soft_targets: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train the recipe's proxy model with the policy's augmentation and report per epoch.
 
@@ -297,12 +324,17 @@ def train(
             counts from 1); its exceptions propagate, which is how Optuna pruning stops a trial.
         should_stop: checked before each epoch; True ends training cleanly with
             ``stop_reason`` ``cancelled``.
+        soft_targets: (N, classes) target distributions of the training images, used instead
+            of their labels (soft pseudo-labels of self-training; label smoothing still
+            applies); incompatible with ``recipe.train_subset``.
 
     Raises:
         ValueError: incompatible or too small datasets.
     """
     dev = torch.device(device)
     _check_sets(train_set, val_set)
+    if soft_targets is not None:
+        _check_soft_targets(soft_targets, train_set, recipe)
     if recipe.train_subset is not None and recipe.train_subset < len(train_set):
         train_set = stratified_subset(train_set, recipe.train_subset, seed)
     recipe = recipe.for_size(len(train_set))
@@ -312,7 +344,7 @@ def train(
         val_set, images=val_set.images.to(dev), labels=val_set.labels.to(dev)
     )
     with _seeded(dev, seed):
-        trial = _Trial(recipe, policy, train_set, dev, seed)
+        trial = _Trial(recipe, policy, train_set, dev, seed, soft_targets)
         progress = _fit(trial, val_set, on_epoch, should_stop)
         if progress.best_state is not None:
             trial.model.load_state_dict(progress.best_state)

@@ -68,6 +68,8 @@ class TrainerRecipe(BaseModel):
         width: width multiplier of ``airbench`` and the ``timm:`` ResNets (0.25: a fast CPU
             proxy; raise it on a GPU).
         dropout: dropout rate of the model.
+        drop_path: stochastic depth rate of the last residual block (ResNets and WRNs only;
+            see `search.models.set_stochastic_depth`).
         epochs: training epochs; None derives them from ``steps`` and the training-set size.
         batch_size: training batch size; None derives it from the training-set size
             (`auto_batch_size`: a power of 2 in [16, 256] giving ~8 steps per epoch).
@@ -103,6 +105,7 @@ class TrainerRecipe(BaseModel):
     arch: Arch = "airbench"
     width: float = Field(default=0.25, ge=0.0625, le=4.0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    drop_path: float = Field(default=0.0, ge=0.0, lt=1.0)
     epochs: int | None = Field(default=None, ge=1, le=500)
     batch_size: int | None = Field(default=None, ge=2, le=8192)
     steps: int | None = Field(default=None, ge=10, le=1_000_000)
@@ -123,6 +126,8 @@ class TrainerRecipe(BaseModel):
 
     @model_validator(mode="after")
     def _check_warmup(self) -> TrainerRecipe:
+        if self.drop_path > 0 and self.arch == "airbench":
+            raise ValueError("drop_path needs a model with residual blocks, not 'airbench'")
         if self.epochs is not None and self.steps is not None:
             raise ValueError("give epochs or steps, not both (steps sets the epochs)")
         warmup = self.warmup_epochs
