@@ -15,7 +15,6 @@ from typing import Any, overload
 import PIL.Image
 import torch
 from torch import Tensor
-from torchvision.transforms.v2 import functional as tvf
 
 from ops.arguments import TRIVIAL_BINS, ArgumentTable
 from ops.catalogue import OPS, OpDef
@@ -235,13 +234,7 @@ class PolicyTransform:
     def __call__(self, image: Any) -> Any:
         """Augment one image, returning the same type."""
         if isinstance(image, PIL.Image.Image):
-            mode = image.mode
-            if mode not in ("L", "RGB"):
-                raise ValueError(f"PIL images must be mode L or RGB, got {mode}")
-            # Contiguous (C, H, W) in, an (H, W, C) view out: one layout copy each way.
-            out = self.augmenter(tvf.pil_to_tensor(image).contiguous(), self._generator())
-            pixels = out[0] if mode == "L" else out.permute(1, 2, 0)
-            return PIL.Image.fromarray(pixels.contiguous().numpy())
+            return self.augmenter(image, self._generator())
         if isinstance(image, Tensor):
             if image.ndim != 3 or image.dtype != torch.uint8:
                 raise ValueError("tensor images must be uint8 (C, H, W)")

@@ -46,6 +46,8 @@ class OpDef:
             matrices in torchvision's centred convention, so several ops share one warp.
         identity_at_zero: Whether magnitude 0 leaves every image unchanged.
         needs_centre: The op also takes ``centre`` (N, 2) uniform draws (Cutout's position).
+        pointwise: Each intensity maps to a new one independently of every other pixel, so
+            the op is a 256-entry lookup table per argument (how PIL images apply it).
     """
 
     name: str
@@ -60,6 +62,7 @@ class OpDef:
     matrix: MatrixFn | None = None
     identity_at_zero: bool = True
     needs_centre: bool = False
+    pointwise: bool = False
 
     @property
     def has_magnitude(self) -> bool:
@@ -154,6 +157,7 @@ def _op(name: str, fn: Callable[..., Tensor], low: float, high: float, **kw: obj
 def _build() -> dict[str, OpDef]:
     geo = {"kind": "geometric", "signed": True}
     col = {"kind": "colour", "signed": False}
+    lut = {**col, "pointwise": True}
     table = [
         _op("Identity", F.identity, 0, 0, kind="other", signed=False,
             description="no change"),
@@ -174,7 +178,7 @@ def _build() -> dict[str, OpDef]:
         _op("Rotate", F.rotate, 0, 30, matrix=F.rotate_matrix, **geo,
             description="rotate counter-clockwise by 30 * magnitude degrees (wide: 135), "
             "random sign"),
-        _op("Brightness", F.brightness, 0, 0.9, kind="colour", signed=True,
+        _op("Brightness", F.brightness, 0, 0.9, kind="colour", signed=True, pointwise=True,
             description="brightness " + _ENHANCE.format(h=0.9)),
         _op("Color", F.color, 0, 0.9, kind="colour", signed=True,
             description="saturation " + _ENHANCE.format(h=0.9) + "; identity on grayscale"),
@@ -182,18 +186,18 @@ def _build() -> dict[str, OpDef]:
             description="contrast " + _ENHANCE.format(h=0.9)),
         _op("Sharpness", F.sharpness, 0, 0.9, kind="colour", signed=True,
             description="sharpness " + _ENHANCE.format(h=0.9)),
-        _op("Posterize", F.posterize, 8, 4, rounding="round", **col,
+        _op("Posterize", F.posterize, 8, 4, rounding="round", **lut,
             description="keep round(8 - 4 * magnitude) bits (wide: round(8 - 6 * magnitude))"),
-        _op("Solarize", F.solarize, 1, 0, identity_at_zero=False, **col,
+        _op("Solarize", F.solarize, 1, 0, identity_at_zero=False, **lut,
             description="invert pixels >= (1 - magnitude) * max; at magnitude 0 the "
             "maximum value itself is inverted, as in torchvision"),
-        _op("SolarizeAdd", F.solarize_add, 0, 110, rounding="round", **col,
+        _op("SolarizeAdd", F.solarize_add, 0, 110, rounding="round", **lut,
             description="add round(110 * magnitude) levels (of 255) to pixels below 128"),
         _op("AutoContrast", F.autocontrast, 0, 0, identity_at_zero=False, **col,
             description="stretch each channel to the full range; magnitude unused"),
         _op("Equalize", F.equalize, 0, 0, identity_at_zero=False, **col,
             description="histogram-equalise each channel (PIL's LUT); magnitude unused"),
-        _op("Invert", F.invert, 0, 0, identity_at_zero=False, **col,
+        _op("Invert", F.invert, 0, 0, identity_at_zero=False, **lut,
             description="max - pixel; magnitude unused"),
         _op("Cutout", F.cutout, 0, 0.5, relative=True, rounding="round", kind="other",
             signed=False, needs_centre=True,

@@ -19,13 +19,16 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import overload
 
+import PIL.Image
 import torch
 from torch import Tensor
 
 from ops.arguments import TRIVIAL_BINS, ArgumentTable
-from ops.catalogue import OPS, OpDef
+from ops.catalogue import OPS, MatrixFn, OpDef
 from ops.functional import warp_gather, warp_index
+from ops.pil_ops import PilOps
 from ops.policy import Policy
 
 #: The warp index cache of one transform holds at most this many bytes (an int64 per pixel:
@@ -131,6 +134,7 @@ class ImageAugmenter:
         self._tables: dict[tuple[int, int], tuple[ArgumentTable, list[list[float]]]] = {}
         self._warps = _WarpCache(WARP_CACHE_BYTES)
         self._arg_tensors: dict[float, Tensor] = {}
+        self._pil = PilOps(self._defs)
 
     @property
     def warp_cache_bytes(self) -> int:
@@ -205,20 +209,32 @@ class ImageAugmenter:
             self._tables[image_size] = (table, fixed)
         return self._tables[image_size]
 
-    def __call__(self, image: Tensor, generator: torch.Generator) -> Tensor:
+    @overload
+    def __call__(self, image: Tensor, generator: torch.Generator) -> Tensor: ...
+    @overload
+    def __call__(self, image: PIL.Image.Image, generator: torch.Generator) -> PIL.Image.Image: ...
+    def __call__(self, image: Tensor | PIL.Image.Image, generator: torch.Generator) -> object:
         """Augment one image with parameters drawn from ``generator``."""
-        _check_image(image)
-        size = (int(image.shape[-2]), int(image.shape[-1]))
+        size = _check_image(image)
         return self.apply_params(image, self.sample_params(generator, size))
 
-    def apply_params(self, image: Tensor, params: ImageParams) -> Tensor:
-        """Apply previously drawn parameters to one image; deterministic, never in place."""
+    @overload
+    def apply_params(self, image: Tensor, params: ImageParams) -> Tensor: ...
+    @overload
+    def apply_params(self, image: PIL.Image.Image, params: ImageParams) -> PIL.Image.Image: ...
+    def apply_params(self, image: Tensor | PIL.Image.Image, params: ImageParams) -> object:
+        """Apply previously drawn parameters to one image; deterministic, never in place.
+
+        Tensors go through :mod:`ops.functional`, PIL images through :mod:`ops.pil_ops`.
+        """
         _check_image(image)
         if len(params.steps) != self.num_slots:
             raise ValueError(f"params have {len(params.steps)} slots, the policy {self.num_slots}")
+        if isinstance(image, PIL.Image.Image):
+            return self._apply_pil(image, params)
         batch = image.unsqueeze(0)
         if any(params.shift) or any(params.flip):
-            batch = self._warp(batch, ("base", params.shift, params.flip), self._base_theta(params))
+            batch = self._warp(batch, ("base", params.shift, params.flip), _base_theta(params))
         for step in params.steps:
             if step.apply:
                 batch = self._apply_step(batch, step)
@@ -230,9 +246,8 @@ class ImageAugmenter:
     def _apply_step(self, batch: Tensor, step: ImageStep) -> Tensor:
         op = self._defs[step.op]
         if op.matrix is not None:
-            matrix = op.matrix
-            h, w = batch.shape[-2:]
-            return self._warp(batch, (step.op, step.arg), lambda: matrix(_scalar(step.arg), h, w))
+            theta = _op_theta(op.matrix, step.arg, int(batch.shape[-2]), int(batch.shape[-1]))
+            return self._warp(batch, (step.op, step.arg), theta)
         if op.name == "Identity":
             return batch
         arg = self._arg_tensors.get(step.arg)
@@ -248,20 +263,46 @@ class ImageAugmenter:
         h, w = int(batch.shape[-2]), int(batch.shape[-1])
         return warp_gather(batch, self._warps.index((*key, h, w), theta, h, w))
 
-    @staticmethod
-    def _base_theta(params: ImageParams) -> Callable[[], Tensor]:
-        # Output x reads input sign * x + shift: a padded crop followed by a flip (as batched).
-        (dy, dx), (flip_x, flip_y) = params.shift, params.flip
-        sx, sy = (-1.0 if flip_x else 1.0), (-1.0 if flip_y else 1.0)
-        return lambda: torch.tensor([[[sx, 0.0, float(dx)], [0.0, sy, float(dy)]]])
+    def _apply_pil(self, image: PIL.Image.Image, params: ImageParams) -> PIL.Image.Image:
+        out = image
+        if any(params.shift) or any(params.flip):
+            out = self._pil.warp(out, ("base", params.shift, params.flip), _base_theta(params))
+        for step in params.steps:
+            if not step.apply:
+                continue
+            op = self._defs[step.op]
+            if op.matrix is not None:
+                theta = _op_theta(op.matrix, step.arg, out.height, out.width)
+                out = self._pil.warp(out, (step.op, step.arg), theta)
+            else:
+                out = self._pil.apply(out, step.op, step.arg, step.centre)
+        return out.copy() if out is image else out
+
+
+def _op_theta(matrix: MatrixFn, arg: float, h: int, w: int) -> Callable[[], Tensor]:
+    """The (1, 2, 3) inverse matrix of a geometric op, computed only when called."""
+    return lambda: matrix(_scalar(arg), h, w)
+
+
+def _base_theta(params: ImageParams) -> Callable[[], Tensor]:
+    # Output x reads input sign * x + shift: a padded crop followed by a flip (as batched).
+    (dy, dx), (flip_x, flip_y) = params.shift, params.flip
+    sx, sy = (-1.0 if flip_x else 1.0), (-1.0 if flip_y else 1.0)
+    return lambda: torch.tensor([[[sx, 0.0, float(dx)], [0.0, sy, float(dy)]]])
 
 
 def _scalar(value: float) -> Tensor:
     return torch.tensor([value], dtype=torch.float32)
 
 
-def _check_image(image: Tensor) -> None:
+def _check_image(image: Tensor | PIL.Image.Image) -> tuple[int, int]:
+    """Return the (height, width) of a (C, H, W) uint8/float tensor or an L/RGB PIL image."""
+    if isinstance(image, PIL.Image.Image):
+        if image.mode not in ("L", "RGB"):
+            raise ValueError(f"PIL images must be mode L or RGB, got {image.mode}")
+        return image.height, image.width
     if not isinstance(image, Tensor) or image.ndim != 3:
-        raise ValueError("image must be a (C, H, W) tensor")
+        raise ValueError("image must be a (C, H, W) tensor or a PIL image")
     if image.dtype != torch.uint8 and not image.is_floating_point():
         raise TypeError(f"image must be uint8 or floating point, got {image.dtype}")
+    return int(image.shape[-2]), int(image.shape[-1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import Tensor
+from torchvision.transforms.v2 import functional as tvf
 
 from ops.apply import AugmentParams, BatchAugmenter, PolicyTransform
 from ops.catalogue import OPS
@@ -169,6 +170,10 @@ def test_output_is_never_the_input_and_bad_inputs_raise() -> None:
     image = _images(1, (3, 8, 8))[0]
     out = augmenter(image, torch.Generator().manual_seed(0))
     assert torch.equal(out, image) and out.data_ptr() != image.data_ptr()
+    pil = tvf.to_pil_image(image)
+    assert augmenter(pil, torch.Generator()) is not pil
+    with pytest.raises(ValueError, match="mode L or RGB"):
+        augmenter(pil.convert("RGBA"), torch.Generator())
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         augmenter(image[None], torch.Generator())
     with pytest.raises(TypeError, match="uint8 or floating"):
@@ -176,3 +181,31 @@ def test_output_is_never_the_input_and_bad_inputs_raise() -> None:
     params = ImageAugmenter(PRESETS["randaugment-2-9"]).sample_params(torch.Generator(), (8, 8))
     with pytest.raises(ValueError, match="2 slots, the policy 1"):
         augmenter.apply_params(image, params)
+
+
+#: PIL's ImageEnhance/ImageOps kernels, which the tensor kernels reproduce to one level.
+PIL_KERNELS = {"Color", "Contrast", "AutoContrast"}
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 20, 28), (3, 24, 40)])
+def test_pil_images_get_the_tensor_pixels(shape: tuple[int, int, int]) -> None:
+    augmenter = ImageAugmenter(EVERY_OP.model_copy(update={"n": 1}))
+    gen = torch.Generator().manual_seed(4)
+    seen = set()
+    for i, image in enumerate(_images(150, shape)):
+        image = image // 3 + 60 if i % 3 == 0 else image  # low contrast for AutoContrast
+        params = augmenter.sample_params(gen, shape[1:])
+        pil = augmenter.apply_params(tvf.to_pil_image(image), params)
+        assert pil.mode == ("L" if shape[0] == 1 else "RGB") and pil.size == shape[:0:-1]
+        out, expected = tvf.pil_to_tensor(pil), augmenter.apply_params(image, params)
+        step = params.steps[0]
+        name = augmenter.ops[step.op] if step.apply else "Identity"
+        seen.add(name)
+        differ = (out.int() - expected.int()).abs()
+        if name in PIL_KERNELS:
+            assert differ.max() <= 1, name
+        elif OPS[name].matrix is not None:  # rounding ties of the nearest source pixel
+            assert (differ > 0).float().mean() <= 0.02, name
+        else:
+            assert torch.equal(out, expected), name
+    assert seen == set(OPS)
