@@ -23,6 +23,10 @@ and the trial heartbeat interval) whatever the loop is doing, also through a tri
 A worker whose ``last_seen`` is older than ``LOST_AFTER_BEATS`` of its beats is lost (killed,
 or its host is down): `is_lost`.
 
+Waiting compression jobs (`search.compress.jobs`: the ONNX, int8 and pruned variants of a
+finished search's checkpoint, trials of the study ``augsearch-compressions``) go before search
+trials; a worker limited to some searches (``search_ids``) takes none.
+
 A lost connection to the storage (database restart, proxy blink) does not end the loop: the
 worker logs it and retries with backoff for up to ``max_outage_s``; a trial that was running
 then may be failed by the reapers and retried, like any interrupted trial.
@@ -51,6 +55,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import lifecycle
 from search.checkpoints import make_artifact_store
+from search.compress.jobs import CompressionWorker
 from search.objective import Objective, TrainFn, worker_identity
 from search.schema import SCHEMA_WAIT_S
 from search.self_training.trials import KEY_PREFIX, JobDispatch, JobSteps
@@ -154,6 +159,21 @@ class Worker:
             data_cache_dir=data_cache_dir,
             train_fn=train_fn,
         )
+        # Compression jobs (`search.compress.jobs`) go to workers that serve every search.
+        self.compressions = (
+            CompressionWorker(
+                self.storage,
+                artifact_store,
+                self.objective.data,
+                worker=self.name,
+                stop_event=self.stop_event,
+                max_retry=max_retry,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=self.grace_period,
+            )
+            if self.search_ids is None
+            else None
+        )
         # Self-training jobs (`search.self_training`) go to workers that serve every search.
         self.self_training = (
             JobDispatch(
@@ -172,6 +192,7 @@ class Worker:
             else None
         )
         self.trials_done = 0
+        self.jobs_done = 0
         self._studies: dict[str, optuna.Study] = {}
         self._specs: dict[str, SearchSpec] = {}
         self._reaped_at: dict[str, float] = {}
@@ -220,11 +241,17 @@ class Worker:
         return self.trials_done
 
     def _serve_once(self) -> bool:
-        """Run one trial if a search has work; returns whether one ran.
+        """Run one compression job or one trial if there is work; returns whether one ran.
 
-        The search is advanced after its trial only when this is the worker's last trial: the
+        Waiting compression jobs go first: they are short and someone waits for each. The
+        search is advanced after its trial only when this is the worker's last trial: the
         next `pick` advances a search whose stage may be over anyway, from the reads it makes.
         """
+        if self.compressions is not None and self.compressions.has_work():
+            self._register("busy", "compression")
+            self.compressions.run_one()
+            self.jobs_done += 1
+            return True
         search_id = self.pick()
         if search_id is None:
             self._register("idle")

@@ -4,9 +4,10 @@ Every pass (on the leader only) it creates the studies of queued searches, reaps
 even when no worker is alive, advances studies (budget spent -> final pick enqueued -> done),
 refreshes the trial summaries and progress (with the ETA, from the live workers and the
 dataset's size), records the final pick's winner (policy and checkpoint) of finished searches,
-and closes the studies of cancelled ones, whose summaries it keeps refreshing until their last
-running trial has ended. Every step is idempotent and all state lives in the database, so a
-restarted or replaced leader carries on where it stopped.
+closes the studies of cancelled ones, whose summaries it keeps refreshing until their last
+running trial has ended, and follows the compression jobs of checkpoint variants
+(`service.checkpoints.variants`). Every step is idempotent and all state lives in the
+database, so a restarted or replaced leader carries on where it stopped.
 
 The API changes the same rows (cancel, resume) while a pass runs. Every write of a search row
 is checked against the version it read (``Search.version``); a step that lost the race is taken
@@ -81,7 +82,27 @@ class Reconciler:
             except Exception:
                 # A transient storage error must not kill the loop; the next pass retries.
                 log.exception("reconciling search %s failed; retrying next pass", search_id)
+        self._sync_variants()
         return len(work)
+
+    def _sync_variants(self) -> None:
+        """Follow the compression jobs of queued and running checkpoint variants."""
+        from service.checkpoints import variants
+
+        try:
+            with self.runtime.transaction() as session:
+                ids = variants.unfinished(session)
+        except Exception:
+            log.exception("reading checkpoint variants failed; retrying next pass")
+            return
+        for row_id in ids:
+            try:
+                with self.runtime.transaction() as session:
+                    variants.sync_by_id(
+                        session, self.runtime.storage, self.runtime.settings, row_id
+                    )
+            except Exception:
+                log.exception("syncing checkpoint variant %s failed; retrying next pass", row_id)
 
     def _reconcile(self, search_id: int) -> None:
         """Step one search, each step a transaction on the row as it is now.

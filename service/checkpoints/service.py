@@ -13,7 +13,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from service.checkpoints import repository
-from service.db.models import CheckpointRecord, User
+from service.db.models import CheckpointRecord, CheckpointVariant, User
 from service.errors import Conflict, NotFound
 from service.searches import service as searches
 from service.settings import Settings
@@ -55,13 +55,15 @@ def get(session: Session, search_id: int, user: User) -> CheckpointRecord:
     return record
 
 
-def _refuse(record: CheckpointRecord, why: str) -> Conflict:
+def _refuse(record: CheckpointRecord | CheckpointVariant, why: str) -> Conflict:
     logger.error("checkpoint of search %s refused: %s (%s)", record.search_id, why, record.path)
     return Conflict(f"the checkpoint of search {record.search_id} is refused: {why}")
 
 
-def open_verified(record: CheckpointRecord, settings: Settings) -> tuple[BinaryIO, int]:
-    """Open a checkpoint whose bytes hash to the sha256 recorded when it was written.
+def open_verified(
+    record: CheckpointRecord | CheckpointVariant, settings: Settings
+) -> tuple[BinaryIO, int]:
+    """Open a checkpoint (or a variant) whose bytes hash to the sha256 recorded when written.
 
     The file is hashed through the handle that is then streamed, so what is served is what
     was checked (files are replaced atomically, never rewritten in place).
@@ -73,13 +75,15 @@ def open_verified(record: CheckpointRecord, settings: Settings) -> tuple[BinaryI
         Conflict: the file lies outside the checkpoint folder or its bytes changed since they
             were recorded (the event is logged).
     """
+    if record.path is None or record.sha256 is None:
+        raise NotFound(f"search {record.search_id} has no file of this checkpoint yet")
     real = Path(os.path.realpath(record.path))
     if not real.is_relative_to(Path(os.path.realpath(checkpoint_dir(settings)))):
         raise _refuse(record, "its file lies outside the checkpoint folder")
     handle = real.open("rb")
     try:
         actual = _sha256_of_handle(handle)
-        if not hmac.compare_digest(actual, record.sha256):
+        if not hmac.compare_digest(actual, str(record.sha256)):
             raise _refuse(record, f"its bytes hash to {actual}, not the recorded {record.sha256}")
         size = handle.tell()
         handle.seek(0)

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from service.checkpoints import repository as checkpoint_rows
 from service.checkpoints import service as checkpoints
+from service.checkpoints import variants
+from service.checkpoints.schemas import VariantRead
 from service.dashboard.analysis import Importance, ImportanceCache, op_frequencies, top_fraction
 from service.dashboard.charts import Bar, TrialPoint, bar_chart, epoch_curves, trial_scatter
 from service.datasets import service as datasets
@@ -58,6 +61,7 @@ class SearchPage:
     policy_provisional: bool = True
     checkpoint: dict[str, Any] | None = None
     card: dict[str, Any] = field(default_factory=dict)
+    variants: list[VariantRead] = field(default_factory=list)
 
 
 def policy_summary(policy: dict[str, Any] | None, params: dict[str, Any]) -> str:
@@ -142,6 +146,7 @@ def _attach_result(page: SearchPage, session: Session, search: Search, user: Use
         return
     page.checkpoint = {"sha256": record.sha256, "artifact_id": record.artifact_id}
     page.card = dict(record.card)
+    page.variants = [variants.read(row) for row in checkpoint_rows.variants_of(session, search.id)]
 
 
 def build_search_page(

@@ -175,6 +175,50 @@ class PolicyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class UnlabelledSet(Base):
+    """Unlabelled images attached to a dataset, for self-training (decoded to its shape)."""
+
+    __tablename__ = "augsearch_unlabelled_sets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("augsearch_datasets.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[int] = mapped_column(ForeignKey("augsearch_users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    num_images: Mapped[int] = mapped_column(Integer, default=0)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SelfTraining(Base):
+    """A self-training job on a completed search; ``steps`` mirrors its study's trials."""
+
+    __tablename__ = "augsearch_self_trainings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column(
+        ForeignKey("augsearch_searches.id", ondelete="CASCADE"), index=True
+    )
+    unlabelled_id: Mapped[int] = mapped_column(
+        ForeignKey("augsearch_unlabelled_sets.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[int] = mapped_column(ForeignKey("augsearch_users.id"), index=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    steps: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    trainings: Mapped[int] = mapped_column(Integer, default=0)
+    best_step: Mapped[int | None] = mapped_column(Integer)
+    best_value: Mapped[float | None] = mapped_column(Float)
+    teacher_value: Mapped[float | None] = mapped_column(Float)
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    card: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class CheckpointRecord(Base):
     """The final checkpoint of a completed search (a safetensors artifact)."""
 
@@ -188,3 +232,34 @@ class CheckpointRecord(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     card: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CheckpointVariant(Base):
+    """A compressed variant of a search's final checkpoint (ONNX, int8, pruned).
+
+    ``state`` is ``queued`` (its job waits for a worker), ``running``, ``ready`` (the file is
+    at ``path``, hashing to ``sha256``, described by ``card``) or ``failed`` (``error``).
+    ``request`` is the key of its job in the Optuna study ``augsearch-compressions``; a new
+    request after a failure gets a new key.
+    """
+
+    __tablename__ = "augsearch_checkpoint_variants"
+    __table_args__ = (
+        UniqueConstraint("search_id", "name", name="uq_augsearch_checkpoint_variants_name"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column(
+        ForeignKey("augsearch_searches.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(32))
+    format: Mapped[str] = mapped_column(String(16))
+    sparsity: Mapped[float | None] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    request: Mapped[str] = mapped_column(String(100), unique=True)
+    artifact_id: Mapped[str | None] = mapped_column(String(200))
+    path: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    card: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
