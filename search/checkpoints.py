@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict
 
 import optuna
 import torch
@@ -50,6 +50,14 @@ TIMM_KWARGS = frozenset(
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or does not match its recorded checksum."""
+
+
+class ModelOptions(TypedDict):
+    """Keyword arguments of `build_model` that a card's recipe gives."""
+
+    width: float
+    dropout: float
+    drop_path: float
 
 
 class ModelCard(BaseModel):
@@ -103,15 +111,7 @@ class ModelCard(BaseModel):
                 raise ValueError(f"arch {self.arch!r} is not a timm architecture")
             return self
         if self.timm_name is None:
-            config = timm_config(
-                self.arch,
-                self.num_classes,
-                self.in_channels,
-                self.image_size,
-                width=float(self.recipe.get("width", 1.0)),
-                dropout=float(self.recipe.get("dropout", 0.0)),
-                drop_path=float(self.recipe.get("drop_path", 0.0)),
-            )
+            config = timm_config(*self.model_args(), **self.model_options())
             self.timm_name, self.timm_kwargs = config.name, config.kwargs
         if self.timm_name != timm_arch.name:
             raise ValueError(f"timm_name {self.timm_name!r} does not match arch {self.arch!r}")
@@ -122,6 +122,18 @@ class ModelCard(BaseModel):
         if any(self.timm_kwargs.get(k) != v for k, v in expected.items()):
             raise ValueError(f"timm_kwargs must hold {expected}, got {self.timm_kwargs}")
         return self
+
+    def model_args(self) -> tuple[str, int, int, tuple[int, int]]:
+        """Arch, classes, channels and image size: the positional arguments of `build_model`."""
+        return self.arch, self.num_classes, self.in_channels, self.image_size
+
+    def model_options(self) -> ModelOptions:
+        """Width, dropout and stochastic depth of the recipe, as `build_model` takes them."""
+        return {
+            "width": float(self.recipe.get("width", 1.0)),
+            "dropout": float(self.recipe.get("dropout", 0.0)),
+            "drop_path": float(self.recipe.get("drop_path", 0.0)),
+        }
 
 
 class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
@@ -246,14 +258,7 @@ def build_model_from_card(card: ModelCard) -> nn.Module:
     """
     if card.timm_name is not None:
         return create_timm_model(TimmConfig(card.timm_name, dict(card.timm_kwargs)))
-    return build_model(
-        card.arch,
-        card.num_classes,
-        card.in_channels,
-        card.image_size,
-        width=float(card.recipe.get("width", 1.0)),
-        dropout=float(card.recipe.get("dropout", 0.0)),
-    )
+    return build_model(*card.model_args(), **card.model_options())
 
 
 def save_checkpoint(
