@@ -184,7 +184,7 @@ def test_output_is_never_the_input_and_bad_inputs_raise() -> None:
 
 
 #: PIL's ImageEnhance/ImageOps kernels, which the tensor kernels reproduce to one level.
-PIL_KERNELS = {"Color", "Contrast", "AutoContrast"}
+PIL_KERNELS = {"Color", "Contrast", "Sharpness", "AutoContrast"}
 
 
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 20, 28), (3, 24, 40)])
