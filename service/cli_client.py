@@ -260,15 +260,63 @@ def policy_get(
         typer.echo(exported)
 
 
+#: Default file names of ``checkpoint get`` by format.
+CHECKPOINT_FILES = {
+    "safetensors": "model.safetensors",
+    "onnx": "model.onnx",
+    "int8": "model.int8.onnx",
+    "pruned": "model.pruned.safetensors",
+}
+
+
 @checkpoint_app.command("get")
 def checkpoint_get(
     search_id: int,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Destination file.")] = Path(
-        "model.safetensors"
-    ),
+    format: Annotated[
+        str, typer.Option(help="safetensors (the float model) | onnx | int8 | pruned")
+    ] = "safetensors",
+    sparsity: Annotated[
+        float | None, typer.Option(help="pruned only: share of zero weights (default 0.5).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Destination file.")] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for a variant a worker is making.")
+    ] = 600.0,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Download a search's final checkpoint (sha256 verified)."""
-    sha = _call(url, token, Client.download_checkpoint, search_id, output)
-    console.print(f"saved {output} (sha256 {sha})")
+    """Download a search's final checkpoint or a compressed variant (sha256 verified).
+
+    A variant (onnx, int8, pruned) is made once by a worker on first request; the command
+    waits for it.
+    """
+    if format not in CHECKPOINT_FILES:
+        raise _fail(f"unknown format {format!r}; choose one of {', '.join(CHECKPOINT_FILES)}")
+    if sparsity is not None and format != "pruned":
+        raise _fail("--sparsity applies to --format pruned only")
+    dest = output or Path(CHECKPOINT_FILES[format])
+    sha = _call(url, token, Client.download_checkpoint, search_id, dest, format, sparsity,
+                wait_s=wait)  # fmt: skip
+    console.print(f"saved {dest} (sha256 {sha})")
+
+
+@checkpoint_app.command("variants")
+def checkpoint_variants(search_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List a search's compressed variants: size, validation accuracy and CPU latency per
+    image, each beside the float model's."""
+    rows = _call(url, token, Client.variants, search_id)
+    table = Table("variant", "state", "size", "val accuracy", "latency / image", "speedup")
+    for row in rows:
+        card = row.get("card") or {}
+        if row["state"] != "ready":
+            table.add_row(row["name"], row["state"], row.get("error") or "", "", "", "")
+            continue
+        table.add_row(
+            row["name"],
+            row["state"],
+            f"{card['size_bytes'] / 1024:.1f} KiB (float {card['float_size_bytes'] / 1024:.1f})",
+            f"{card['val_accuracy']:.4f} (float {card['float_val_accuracy']:.4f})",
+            f"{card['latency_ms']:.3f} ms (float {card['float_latency_ms']:.3f})",
+            f"{card['speedup']:.2f}x",
+        )
+    console.print(table)

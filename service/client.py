@@ -153,21 +153,87 @@ class Client:
         result: dict[str, Any] = self._json("GET", path, params={"format": format})
         return result
 
-    def download_checkpoint(self, search_id: int, dest: Path) -> str:
-        """Save a search's checkpoint to ``dest``; returns its sha256 (checked against the server's)."""
+    def variants(self, search_id: int) -> list[dict[str, Any]]:
+        """The compressed variants of a search's checkpoint: state, sha256, card."""
+        result: list[dict[str, Any]] = self._json(
+            "GET", f"/searches/{search_id}/checkpoint/variants"
+        )
+        return result
+
+    def request_variant(
+        self, search_id: int, format: str, sparsity: float | None = None
+    ) -> dict[str, Any]:
+        """Ask for a compressed variant (``onnx``, ``int8``, ``pruned``), again if it failed."""
+        body: dict[str, Any] = {"format": format}
+        if sparsity is not None:
+            body["sparsity"] = sparsity
+        result: dict[str, Any] = self._json(
+            "POST", f"/searches/{search_id}/checkpoint/variants", json=body
+        )
+        return result
+
+    def download_checkpoint(
+        self,
+        search_id: int,
+        dest: Path,
+        format: str = "safetensors",
+        sparsity: float | None = None,
+        *,
+        wait_s: float = 600.0,
+        poll_s: float | None = None,
+    ) -> str:
+        """Save a search's checkpoint, or a compressed variant, to ``dest``; returns its sha256
+        (checked against the server's).
+
+        A variant not made yet is requested and waited for (the server answers 202 meanwhile),
+        polling every ``poll_s`` seconds (default: the server's ``Retry-After``).
+
+        Raises:
+            ApiError: an error answer, a checksum mismatch, or a variant still not ready after
+                ``wait_s`` seconds.
+        """
+        import time
+
+        params: dict[str, Any] = {"format": format}
+        if sparsity is not None:
+            params["sparsity"] = sparsity
+        deadline = time.monotonic() + wait_s
+        while True:
+            state = self._save(f"/api/v1/searches/{search_id}/checkpoint", params, dest)
+            if isinstance(state, str):
+                return state
+            body, retry_after = state
+            if time.monotonic() + (poll_s or retry_after) > deadline:
+                raise ApiError(
+                    202,
+                    f"the {body.get('name', format)} variant of search {search_id} is still "
+                    f"{body.get('state')} after {wait_s:g} s; ask again later",
+                )
+            time.sleep(poll_s or retry_after)
+
+    def _save(
+        self, path: str, params: dict[str, Any], dest: Path
+    ) -> str | tuple[dict[str, Any], float]:
+        """Stream one answer to ``dest`` (sha256 checked); a 202's body and Retry-After instead."""
         import hashlib
 
         digest = hashlib.sha256()
         tmp = dest.with_name(dest.name + ".partial")
-        with self._http.stream("GET", f"/api/v1/searches/{search_id}/checkpoint") as response:
-            if response.status_code >= 400:
-                response.read()
-                raise ApiError(response.status_code, response.json().get("detail", ""))
-            expected = response.headers.get("X-Checksum-SHA256", "")
-            with tmp.open("wb") as out:
-                for chunk in response.iter_bytes():
-                    digest.update(chunk)
-                    out.write(chunk)
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, response.json().get("detail", ""))
+                if response.status_code == 202:
+                    response.read()
+                    return response.json(), float(response.headers.get("Retry-After", 2))
+                expected = response.headers.get("X-Checksum-SHA256", "")
+                with tmp.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        digest.update(chunk)
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self.url}: {exc}") from exc
         if digest.hexdigest() != expected:
             tmp.unlink(missing_ok=True)
             raise ApiError(

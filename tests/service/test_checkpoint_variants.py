@@ -269,3 +269,53 @@ def test_api_bounds_are_the_compressors() -> None:
         queue.MAX_SPARSITY,
         queue.DEFAULT_SPARSITY,
     )
+
+
+def test_client_requests_waits_and_downloads_a_variant(flow: Flow, tmp_path: Path) -> None:
+    import threading
+
+    from search.worker import Worker
+    from service.client import ApiError, Client
+
+    api = Client(http=flow.client)
+    sid = flow.search["id"]
+    with pytest.raises(ApiError, match="still queued after 0 s"):
+        api.download_checkpoint(sid, tmp_path / "x.onnx", "pruned", 0.4, wait_s=0)
+    worker = Worker(
+        flow.settings.optuna_storage_url,
+        "cpu",
+        flow.settings.artifact_store_location,
+        poll_interval=0.1,
+        data_cache_dir=str(flow.settings.data_dir / "cache"),
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        dest = tmp_path / "pruned.safetensors"
+        sha = api.download_checkpoint(sid, dest, "pruned", 0.4, wait_s=120, poll_s=0.2)
+    finally:
+        worker.stop()
+        thread.join()
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == sha
+    assert {v["name"]: v["state"] for v in api.variants(sid)}["pruned-40"] == "ready"
+    assert api.request_variant(sid, "pruned", 0.4)["sha256"] == sha
+    with pytest.raises(ApiError, match="HTTP 422"):
+        api.request_variant(sid, "int8", 0.4)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["checkpoint", "get", "1", "--format", "tflite"], "unknown format"),
+        (["checkpoint", "get", "1", "--format", "onnx", "--sparsity", "0.5"], "pruned only"),
+        (["checkpoint", "get", "1", "--format", "int8"], "cannot reach"),
+        (["checkpoint", "variants", "1"], "cannot reach"),
+    ],
+)
+def test_cli_bad_input_gives_a_message_and_a_non_zero_exit(args: list[str], needle: str) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    result = CliRunner().invoke(app, args, env={"AUGSEARCH_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 1 and needle in result.output, result.output
