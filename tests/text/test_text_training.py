@@ -1,0 +1,91 @@
+"""The n-gram proxy: tokenizer, seeded training with text policies, checkpoints, the search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ops.policy import Policy
+from ops.text_presets import eda_policy
+from search.datasets.spec import WordNetTopicsSpec
+from search.text.checkpoint import TextModelCard, load_text_checkpoint, save_text_checkpoint
+from search.text.dataset import DatasetError, TextDataset
+from search.text.loader import load_text_dataset
+from search.text.model import Tokenizer
+from search.text.search import TextSearchSpec, run_text_search, training_part
+from search.text.trainer import TextRecipe, accuracy, train_text_model
+
+SPEC = WordNetTopicsSpec(topics=["animal", "food", "location"], per_class=60)
+RECIPE = TextRecipe(epochs=4)
+
+
+@pytest.fixture(scope="module")
+def topics() -> TextDataset:
+    return load_text_dataset(SPEC)
+
+
+def test_tokenizer_ids() -> None:
+    tokenizer = Tokenizer.fit(["a red apple", "A red car"], buckets=100)
+    assert tokenizer.vocabulary == ("a", "red", "apple", "car") and tokenizer.size == 104
+    ids = tokenizer.ids("Red bus")
+    assert ids[0] == 1 and 4 <= ids[1] < 104 and len(ids) == 3  # word, unknown word, bigram
+    assert tokenizer.ids("") == [4]
+    flat, offsets = tokenizer.encode(["a red", "car"])
+    assert offsets.tolist() == [0, 3] and flat.tolist()[:2] == [0, 1]
+
+
+def test_training_learns_and_is_seeded(topics: TextDataset) -> None:
+    train, test = topics.part("train"), topics.part("test")
+    first = train_text_model(train, Policy(kind="none"), RECIPE, seed=1, val=test)
+    again = train_text_model(train, Policy(kind="none"), RECIPE, seed=1, val=test)
+    assert first.val_accuracies == again.val_accuracies and len(first.val_accuracies) == 4
+    for a, b in zip(first.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert accuracy(first.model, first.tokenizer, train) > 0.9
+    assert first.val_accuracy > 0.5  # three classes: chance is a third
+    augmented = train_text_model(train, eda_policy(copies=2), RECIPE, seed=1, val=test)
+    assert augmented.val_accuracies != first.val_accuracies
+    with pytest.raises(ValueError, match="needs a 'text' policy"):
+        train_text_model(train, Policy(kind="randaugment"), RECIPE, seed=1)
+
+
+def test_checkpoint_round_trip(topics: TextDataset, tmp_path: Path) -> None:
+    train, test = topics.part("train"), topics.part("test")
+    result = train_text_model(train, eda_policy(copies=1), RECIPE, seed=0, val=test)
+    card = TextModelCard(
+        classes=topics.classes,
+        vocabulary=list(result.tokenizer.vocabulary),
+        buckets=result.tokenizer.buckets,
+        bigrams=result.tokenizer.bigrams,
+        dim=RECIPE.dim,
+        policy=eda_policy(copies=1).model_dump(mode="json"),
+        recipe=RECIPE,
+        metrics={"test_accuracy": result.val_accuracy},
+    )
+    path = tmp_path / "text.safetensors"
+    assert len(save_text_checkpoint(path, result, card)) == 64
+    model, tokenizer, loaded = load_text_checkpoint(path)
+    assert loaded == card and loaded.vocabulary == list(result.tokenizer.vocabulary)
+    assert accuracy(model, tokenizer, test) == result.val_accuracy
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(DatasetError, match="not a text checkpoint"):
+        load_text_checkpoint(bad)
+
+
+def test_search_never_reads_test_texts_and_picks_the_best(topics: TextDataset) -> None:
+    part = training_part(topics)
+    assert len(part) == 144 and topics.splits is not None
+    assert not set(part.texts) & set(topics.part("test").texts)
+    spec = TextSearchSpec(
+        dataset=SPEC, n_trials=2, recipe=TextRecipe(epochs=2), repeats=1, train_size=60
+    )
+    result = run_text_search(spec, topics)
+    names = [name for name, _, _ in result.scored]
+    assert names == ["baseline:none", "baseline:eda", "trial:0", "trial:1"]
+    assert result.scored[2][1] == eda_policy()  # the search starts from EDA's defaults
+    assert result.value == max(value for _, _, value in result.scored)
+    assert np.isfinite(result.value)
