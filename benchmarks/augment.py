@@ -113,14 +113,15 @@ def main() -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     body = (
         f"RandAugment(2, 9) (m = 0.9, standard ops) on the same {BATCH} images (uint8 tensors, "
-        f"or PIL for the PIL rows), {args.threads} torch thread(s); best of {args.repeats} "
-        "interleaved runs of each method.\n"
+        f"or PIL for the PIL rows), {args.threads} torch thread(s) (a DataLoader worker runs "
+        f"one); best of {args.repeats} interleaved runs of each method.\n"
         f"Load average while measuring: {load} (other processes share the CPU: compare ratios).\n"
         "Targets: per image >= 1x torchvision per image on tensors; batched CPU >= 10x "
         "torchvision per image at 32x32 and >= 1x at 224x224.\n\n" + "\n".join(lines)
     )
     if not args.no_write:
-        write_section("Augmentation throughput", "python -m benchmarks.augment", body)
+        command = f"python -m benchmarks.augment --threads {args.threads} --repeats {args.repeats}"
+        write_section("Augmentation throughput", command, body)
 
 
 if __name__ == "__main__":
