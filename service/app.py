@@ -27,6 +27,9 @@ from service.policies.schemas import PolicyRead
 from service.reconciler import Reconciler
 from service.runtime import Runtime
 from service.searches.endpoints import router as searches_router
+from service.self_training.endpoints import UPLOAD_SUFFIX as UNLABELLED_UPLOAD
+from service.self_training.endpoints import router as self_training_router
+from service.self_training.endpoints import unlabelled_router
 from service.settings import Settings
 from service.users.endpoints import router as tokens_router
 from service.users.service import ensure_local_user
@@ -46,6 +49,8 @@ def _api_router() -> APIRouter:
         workers_router,
         catalogue_router,
         tokens_router,
+        unlabelled_router,
+        self_training_router,
     ):
         api.include_router(router)
     return api
@@ -102,7 +107,10 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(
         BodySizeLimit,
         default_limit=settings.max_body_bytes,
-        limits={UPLOAD_PATH: settings.max_upload_bytes},
+        limits={
+            UPLOAD_PATH: settings.max_upload_bytes,
+            API_PREFIX + UNLABELLED_UPLOAD: settings.max_upload_bytes,
+        },
     )
 
 

@@ -83,7 +83,17 @@ class Reconciler:
                 # A transient storage error must not kill the loop; the next pass retries.
                 log.exception("reconciling search %s failed; retrying next pass", search_id)
         self._sync_variants()
+        self._sync_self_trainings()
         return len(work)
+
+    def _sync_self_trainings(self) -> None:
+        """Follow the running self-training jobs (`service.self_training.sync`)."""
+        from service.self_training.sync import sync_all
+
+        try:
+            sync_all(self.runtime)
+        except Exception:
+            log.exception("syncing self-trainings failed; retrying next pass")
 
     def _sync_variants(self) -> None:
         """Follow the compression jobs of queued and running checkpoint variants."""

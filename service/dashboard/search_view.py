@@ -20,6 +20,8 @@ from service.policies import service as policies
 from service.searches import repository as search_rows
 from service.searches import service as searches
 from service.searches.schemas import FinalPickRead
+from service.self_training import repository as self_trainings
+from service.self_training.schemas import SelfTrainingRead
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -62,6 +64,7 @@ class SearchPage:
     checkpoint: dict[str, Any] | None = None
     card: dict[str, Any] = field(default_factory=dict)
     variants: list[VariantRead] = field(default_factory=list)
+    self_trainings: list[SelfTrainingRead] = field(default_factory=list)
 
 
 def policy_summary(policy: dict[str, Any] | None, params: dict[str, Any]) -> str:
@@ -189,4 +192,6 @@ def build_search_page(
         importance=importance, baselines=baselines, final_pick=final_pick,
     )  # fmt: skip
     _attach_result(page, session, search, user)
+    jobs, _ = self_trainings.jobs_of_search(session, search.id, 0, 20)
+    page.self_trainings = [SelfTrainingRead.model_validate(j) for j in jobs]
     return page
