@@ -6,11 +6,12 @@ ops themselves on small images, so this path draws every uniform number an image
 generator call, looks its arguments up in tables built once per image size, and runs each op's
 function from :mod:`ops.functional` directly. A warp's costly part that does not depend on the
 pixels, its gather index, comes from a bounded cache keyed by op and argument: policies with
-fixed magnitudes (presets, sub-policies, TrivialAugment's bins) nearly always hit it.
+fixed magnitudes (presets, sub-policies, TrivialAugment's bins) nearly always hit it. PIL
+images stay PIL and go through :mod:`ops.pil_ops` with the same parameters.
 
 Ops are drawn at the same rates and with the same magnitudes as by
 :class:`ops.apply.BatchAugmenter` (the same :class:`~ops.arguments.ArgumentTable`), and given the
-same parameters both appliers produce the same pixels; the random streams differ.
+same parameters both appliers produce the same pixels on tensors; the random streams differ.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ops.pil_ops import PilOps
 from ops.policy import Policy
 
 #: The warp index cache of one transform holds at most this many bytes (an int64 per pixel:
-#: 3,000 entries at 32x32, 40 at 224x224).
+#: 2,048 entries at 32x32, 41 at 224x224).
 WARP_CACHE_BYTES = 16 * 2**20
 
 #: Uniform draws per image: 2 shift, 2 flip, 1 sub-policy, then :data:`_SLOT_DRAWS` per slot.
@@ -104,7 +105,7 @@ class _WarpCache:
 
 
 class ImageAugmenter:
-    """Apply a policy to one (C, H, W) uint8 or float image at a time.
+    """Apply a policy to one image at a time: a (C, H, W) uint8/float tensor or an L/RGB PIL image.
 
     Args:
         policy: The policy; its ``base`` crop/flips run first, then its ops.
