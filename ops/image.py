@@ -261,8 +261,9 @@ class ImageAugmenter:
         return op.fn(batch, arg)
 
     def _warp(self, batch: Tensor, key: tuple[object, ...], theta: Callable[[], Tensor]) -> Tensor:
-        h, w = int(batch.shape[-2]), int(batch.shape[-1])
-        return warp_gather(batch, self._warps.index((*key, h, w), theta, h, w))
+        h, w, dev = int(batch.shape[-2]), int(batch.shape[-1]), batch.device
+        index = self._warps.index((*key, h, w, str(dev)), lambda: theta().to(dev), h, w)
+        return warp_gather(batch, index)
 
     def _apply_pil(self, image: PIL.Image.Image, params: ImageParams) -> PIL.Image.Image:
         out = image

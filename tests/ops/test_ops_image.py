@@ -209,3 +209,16 @@ def test_pil_images_get_the_tensor_pixels(shape: tuple[int, int, int]) -> None:
         else:
             assert torch.equal(out, expected), name
     assert seen == set(OPS)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_images_get_the_cpu_pixels() -> None:
+    augmenter = ImageAugmenter(EVERY_OP)
+    gen = torch.Generator().manual_seed(6)
+    for image in _images(32, (3, 32, 32)):
+        params = augmenter.sample_params(gen, (32, 32))
+        out = augmenter.apply_params(image.cuda(), params)
+        assert out.device.type == "cuda"
+        differ = (out.cpu().int() - augmenter.apply_params(image, params).int()).abs()
+        assert (differ > 1).float().mean() < 0.02  # float rounding of CUDA kernels
