@@ -19,6 +19,7 @@ from service.cli_client import (
     policy_app,
     search_app,
 )
+from service.cli_self_training import self_train_app, unlabelled_app
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(search_app, name="search")
 app.add_typer(policy_app, name="policy")
 app.add_typer(checkpoint_app, name="checkpoint")
+app.add_typer(unlabelled_app, name="unlabelled")
+app.add_typer(self_train_app, name="self-train")
 
 # A real search that fits a laptop CPU in a few minutes: digits at 16x16 (the scans are 8x8, so
 # nothing is lost), 40% held out as a test split the search never sees and half of the rest

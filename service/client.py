@@ -211,6 +211,60 @@ class Client:
                 )
             time.sleep(poll_s or retry_after)
 
+    def add_unlabelled(self, dataset_id: int, path: str, name: str | None = None) -> dict[str, Any]:
+        """Attach a server folder of unlabelled images to a dataset (admins)."""
+        body = {"dataset_id": dataset_id, "path": path, **({"name": name} if name else {})}
+        result: dict[str, Any] = self._json("POST", "/unlabelled", json=body)
+        return result
+
+    def upload_unlabelled(
+        self, dataset_id: int, archive: Path, name: str | None = None
+    ) -> dict[str, Any]:
+        """Upload a zip/tar of unlabelled images (any layout) for a dataset."""
+        data = {"dataset_id": str(dataset_id), **({"name": name} if name else {})}
+        with archive.open("rb") as handle:
+            files = {"file": (archive.name, handle, "application/octet-stream")}
+            result: dict[str, Any] = self._json(
+                "POST", "/unlabelled/upload", files=files, data=data
+            )
+        return result
+
+    def unlabelled(self, dataset_id: int | None = None) -> dict[str, Any]:
+        """A page of unlabelled sets (of one dataset if given)."""
+        params = {"dataset_id": dataset_id} if dataset_id is not None else {}
+        result: dict[str, Any] = self._json("GET", "/unlabelled", params=params)
+        return result
+
+    def start_self_training(
+        self, search_id: int, unlabelled_id: int, **options: Any
+    ) -> dict[str, Any]:
+        """Launch self-training on a completed search (options as in the API's body)."""
+        body = {"unlabelled_id": unlabelled_id, **options}
+        result: dict[str, Any] = self._json("POST", f"/searches/{search_id}/self-train", json=body)
+        return result
+
+    def self_training(self, job_id: int) -> dict[str, Any]:
+        """One self-training job with its steps."""
+        result: dict[str, Any] = self._json("GET", f"/self-trainings/{job_id}")
+        return result
+
+    def self_trainings(self, search_id: int) -> dict[str, Any]:
+        """A page of a search's self-training jobs."""
+        result: dict[str, Any] = self._json("GET", f"/searches/{search_id}/self-trainings")
+        return result
+
+    def cancel_self_training(self, job_id: int) -> dict[str, Any]:
+        """Cancel a queued or running self-training job."""
+        result: dict[str, Any] = self._json("POST", f"/self-trainings/{job_id}/cancel")
+        return result
+
+    def download_self_training_checkpoint(self, job_id: int, dest: Path) -> str:
+        """Save the best student's checkpoint to ``dest``; returns its sha256 (checked)."""
+        state = self._save(f"/api/v1/self-trainings/{job_id}/checkpoint", {}, dest)
+        if not isinstance(state, str):  # pragma: no cover - this route never answers 202
+            raise ApiError(202, f"self-training {job_id} has no checkpoint yet")
+        return state
+
     def _save(
         self, path: str, params: dict[str, Any], dest: Path
     ) -> str | tuple[dict[str, Any], float]:

@@ -40,7 +40,9 @@ class SelfTrainingOptions(BaseModel):
 
     Attributes:
         iterations: students trained one after another (each the next one's teacher).
-        pseudo_labels: ``hard`` (the teacher's class) or ``soft`` (its whole distribution).
+        pseudo_labels: ``soft`` (the teacher's whole distribution; the default: on ``digits``
+            with 10% of the labels it beat hard labels, docs/benchmarks.md) or ``hard`` (its
+            class).
         confidence_threshold: unlabelled images whose top teacher probability is below this
             are left out (0 keeps them all; Noisy Student used 0.3 on ImageNet).
         balance: equal pseudo-labelled images per class: classes with more keep their most
@@ -56,7 +58,7 @@ class SelfTrainingOptions(BaseModel):
     model_config = _STRICT
 
     iterations: int = Field(default=2, ge=1, le=10)
-    pseudo_labels: Literal["hard", "soft"] = "hard"
+    pseudo_labels: Literal["hard", "soft"] = "soft"
     confidence_threshold: float = Field(default=0.3, ge=0.0, lt=1.0)
     balance: bool = True
     per_class: int | None = Field(default=None, ge=1, le=10_000_000)

@@ -56,7 +56,7 @@ class SelfTrainingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     unlabelled_id: int = Field(ge=1, le=_MAX_ID)
     iterations: int = Field(default=2, ge=1, le=10)
-    pseudo_labels: Literal["hard", "soft"] = "hard"
+    pseudo_labels: Literal["hard", "soft"] = "soft"
     confidence_threshold: float = Field(default=0.3, ge=0.0, lt=1.0)
     balance: bool = True
     per_class: int | None = Field(default=None, ge=1, le=10_000_000)

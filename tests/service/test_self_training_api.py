@@ -230,3 +230,52 @@ def test_folder_registration_checks_the_allowed_roots(
     body = {"dataset_id": ctx["dataset"]["id"], "path": str(tmp_path)}
     response = client.post("/api/v1/unlabelled", json=body)
     assert response.status_code == 403 and "dataset roots" in response.text
+
+
+def test_python_client_round_trip(flow: tuple[TestClient, dict[str, Any]], tmp_path: Path) -> None:
+    from service.client import ApiError, Client
+
+    http, ctx = flow
+    client = Client(http=http)
+    job = ctx["job"]
+    assert client.unlabelled(ctx["dataset"]["id"])["items"][0]["id"] == ctx["unlabelled"]["id"]
+    assert client.self_training(job["id"])["best_step"] == job["best_step"]
+    assert job["id"] in [j["id"] for j in client.self_trainings(ctx["search_id"])["items"]]
+    dest = tmp_path / "student.safetensors"
+    sha = client.download_self_training_checkpoint(job["id"], dest)
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == sha
+    archive = tmp_path / "more.zip"
+    archive.write_bytes(_zip(4))
+    added = client.upload_unlabelled(ctx["dataset"]["id"], archive, name="more")
+    assert added["num_images"] == 4 and added["name"] == "more"
+    with pytest.raises(ApiError, match="residual blocks") as err:
+        client.start_self_training(
+            ctx["search_id"], added["id"], student={"arch": "airbench", "drop_path": 0.3}
+        )
+    assert err.value.status_code == 422
+
+
+def test_cli_prints_each_iteration_and_refuses_bad_input() -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.cli_client import console
+    from service.cli_self_training import print_steps
+
+    runner = CliRunner()
+    both = runner.invoke(app, ["unlabelled", "add", "--dataset", "1"])
+    assert both.exit_code == 1 and "exactly one" in both.output
+    dead = runner.invoke(app, ["self-train", "list", "1", "--url", "http://127.0.0.1:9"])
+    assert dead.exit_code == 1 and "cannot reach" in dead.output
+    job = {
+        "best_step": 1,
+        "steps": [
+            {"step": 0, "state": "COMPLETE", "val_accuracy": 0.9, "test_accuracy": None},
+            {"step": 1, "state": "COMPLETE", "val_accuracy": 0.95, "test_accuracy": 0.93,
+             "pseudo_labels": {"used": 40, "unlabelled": 50}},
+        ],
+    }  # fmt: skip
+    with console.capture() as captured:
+        print_steps(job)
+    text = captured.get()
+    assert "student 1 (served)" in text and "0.9500" in text and "40 of 50" in text
