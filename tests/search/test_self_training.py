@@ -265,3 +265,42 @@ def test_cancel_stops_the_job_and_workers_skip_it(tmp_path: Path) -> None:
     assert [t.state for t in study.trials] == [TrialState.WAITING]
     with pytest.raises(jobs.JobNotFound):
         status(storage, "nope")
+
+
+@pytest.mark.slow
+def test_a_killed_workers_step_is_failed_by_its_heartbeat_and_retried(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url, art = f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "art"
+    storage = make_storage(url, heartbeat_interval=1, grace_period=2)
+    job = _job(tmp_path, iterations=1)
+    slow = job.search.model_copy(
+        update={"final_recipe": TrainerRecipe(arch="resnet8", epochs=40, batch_size=8)}
+    )
+    create_job(storage, "k", job.model_copy(update={"search": slow}))
+    code = (
+        "from search.fleet import run_worker\n"
+        f"run_worker({url!r}, 'cpu', {str(art)!r}, heartbeat_interval=1, grace_period=2, "
+        "poll_interval=0.1, name='victim')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ})
+    study = optuna.load_study(study_name=jobs.study_name("k"), storage=storage)
+    deadline = time.monotonic() + 90
+    while not any(len(t.user_attrs.get("epochs", [])) >= 1 for t in study.trials):
+        assert time.monotonic() < deadline, "the worker never started the teacher"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(2.5)  # past the grace period: the teacher's trial is stale
+    worker = Worker(url, artifact_store=art, heartbeat_interval=1, grace_period=2,
+                    poll_interval=0.05, idle_exit=1.0)  # fmt: skip
+    worker.run()
+    done = status(storage, "k")
+    assert done.state == jobs.DONE, done
+    teacher = [t for t in study.get_trials() if jobs.step_of(t) == 0]
+    assert [t.state for t in teacher] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert done.steps[0]["attempts"] == 2

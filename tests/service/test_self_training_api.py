@@ -236,7 +236,7 @@ def test_python_client_round_trip(flow: tuple[TestClient, dict[str, Any]], tmp_p
     from service.client import ApiError, Client
 
     http, ctx = flow
-    client = Client(http=http)
+    client = Client(http=http)  # type: ignore[arg-type]
     job = ctx["job"]
     assert client.unlabelled(ctx["dataset"]["id"])["items"][0]["id"] == ctx["unlabelled"]["id"]
     assert client.self_training(job["id"])["best_step"] == job["best_step"]
