@@ -106,11 +106,10 @@ def request(
             added = repository.variant(session, search.id, name)
             assert added is not None
         return added
+    sync(session, storage, settings, row)
     if row.state == FAILED and retry:
         row.request, row.state, row.error = _key(search.id, name), QUEUED, None
         row.updated_at = utcnow()
-        return row
-    sync(session, storage, settings, row)
     return row
 
 
@@ -139,12 +138,15 @@ def _enqueue(storage: BaseStorage, row: CheckpointVariant, record: CheckpointRec
 def sync(
     session: Session, storage: BaseStorage, settings: Settings, row: CheckpointVariant
 ) -> None:
-    """Bring an unfinished variant up to its job's state (idempotent).
+    """Bring an unfinished variant up to its job's state (idempotent); a ready one whose file
+    is gone turns failed, so that it can be requested again.
 
     A new row's job is queued here (see the module's note on SQLite's write lock).
     """
     from search.compress.queue import outcome
 
+    if row.state == READY and not (row.path and Path(row.path).is_file()):
+        _fail(row, "its file is missing from the checkpoint folder")
     if row.state not in (QUEUED, RUNNING):
         return
     result = outcome(storage, row.request)
