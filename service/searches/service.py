@@ -165,6 +165,9 @@ def delete(session: Session, search_id: int, user: User, storage: BaseStorage) -
     def remove(search: Search) -> None:
         if SearchState(search.state) not in TERMINAL:
             raise Conflict(f"search {search_id} is {search.state}; cancel it before deleting it")
+        from service.self_training.service import before_search_delete
+
+        before_search_delete(session, search.id, storage)
         delete_study(storage, search.id)
         repository.delete_search(session, search)
 

@@ -240,3 +240,27 @@ def checkpoint_record(session: Session, job_id: int, user: User) -> CheckpointRe
         search_id=row.search_id, artifact_id="", path=row.checkpoint_path, sha256=row.sha256,
         card=row.card,
     )  # fmt: skip
+
+
+def before_search_delete(session: Session, search_id: int, storage: BaseStorage) -> None:
+    """Refuse to delete a search while a self-training on it is unfinished; otherwise remove
+    its jobs' studies and checkpoint files (their rows go with the search's row).
+
+    Raises:
+        Conflict: a job on the search is queued or running.
+    """
+    import optuna
+
+    from search.self_training.lifecycle import study_name as job_study
+
+    jobs, _ = repository.jobs_of_search(session, search_id, 0, 10_000)
+    unfinished = [j.id for j in jobs if j.state in repository.UNFINISHED]
+    if unfinished:
+        raise Conflict(
+            f"search {search_id} has unfinished self-trainings {unfinished}; cancel them first"
+        )
+    for job in jobs:
+        with contextlib.suppress(KeyError):  # a job cancelled before its study was created
+            optuna.delete_study(study_name=job_study(str(job.id)), storage=storage)
+        if job.checkpoint_path:
+            Path(job.checkpoint_path).unlink(missing_ok=True)

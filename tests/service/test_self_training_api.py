@@ -279,3 +279,27 @@ def test_cli_prints_each_iteration_and_refuses_bad_input() -> None:
         print_steps(job)
     text = captured.get()
     assert "student 1 (served)" in text and "0.9500" in text and "40 of 50" in text
+
+
+def test_zz_deleting_the_search_waits_for_its_jobs_then_removes_them(
+    flow: tuple[TestClient, dict[str, Any]],
+) -> None:
+    # Named to run last in this module: it deletes the search the others read.
+    import optuna
+
+    client, ctx = flow
+    runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    body = {"unlabelled_id": ctx["unlabelled"]["id"], "iterations": 1}
+    queued = client.post(f"/api/v1/searches/{ctx['search_id']}/self-train", json=body).json()
+    refused = client.delete(f"/api/v1/searches/{ctx['search_id']}")
+    assert refused.status_code == 409 and "unfinished self-trainings" in refused.text
+    client.post(f"/api/v1/self-trainings/{queued['id']}/cancel")
+    path = (
+        runtime.settings.data_dir / "checkpoints" / f"self-training-{ctx['job']['id']}.safetensors"
+    )
+    assert path.is_file()
+    assert client.delete(f"/api/v1/searches/{ctx['search_id']}").status_code == 204
+    assert client.get(f"/api/v1/self-trainings/{ctx['job']['id']}").status_code == 404
+    assert not path.exists()
+    names = {s.study_name for s in optuna.get_all_study_summaries(runtime.storage)}
+    assert f"selftrain-{ctx['job']['id']}" not in names
