@@ -44,7 +44,8 @@ def study_name(job_id: str) -> str:
     """The study name of a job (``selftrain-<id>``); ids follow the search ids' rules."""
     from search.lifecycle import study_name as search_study_name
 
-    return STUDY_PREFIX + search_study_name(job_id).removeprefix("search-")
+    search_study_name(job_id)  # raises ValueError for an id outside the search ids' rules
+    return STUDY_PREFIX + job_id
 
 
 def job_of(study: optuna.Study) -> SelfTrainingJob:
