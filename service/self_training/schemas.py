@@ -50,7 +50,9 @@ class SelfTrainingCreate(BaseModel):
 
     The teacher is trained with the search's policy and final recipe on the labelled training
     part; each student on the labelled images plus the unlabelled ones its teacher labelled,
-    with the noise chosen here.
+    with the noise chosen here. The fields mirror `search.self_training.SelfTrainingOptions`,
+    which validates them again at launch; they are repeated here so that the API documents
+    them without importing torch.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
