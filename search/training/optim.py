@@ -95,7 +95,12 @@ def adaptive_clip(parameters: list[nn.Parameter], clip: float) -> None:
 
 
 def agc_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters that AGC clips: all but the final classifier (as in NFNets)."""
-    head = getattr(model, "classifier", None)
+    """Parameters that AGC clips: all but the final classifier (as in NFNets).
+
+    The classifier is the proxies' ``classifier`` layer, or what a timm model's
+    ``get_classifier()`` returns (``fc`` of its ResNets).
+    """
+    get_classifier = getattr(model, "get_classifier", None)
+    head = get_classifier() if callable(get_classifier) else getattr(model, "classifier", None)
     skip = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
     return [p for p in model.parameters() if p.requires_grad and id(p) not in skip]

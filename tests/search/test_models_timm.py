@@ -105,3 +105,13 @@ def test_a_final_recipe_without_arch_gets_the_timm_default() -> None:
     )
     assert spec.final.arch == DEFAULT_FINAL_ARCH and spec.final.epochs == 2
     assert SearchSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+def test_adaptive_clipping_leaves_the_timm_classifier_alone() -> None:
+    from search.training.optim import agc_parameters
+
+    model = build_model("timm:resnet10t", num_classes=5, in_channels=1, image_size=16, width=0.25)
+    clipped = {id(p) for p in agc_parameters(model)}
+    head = {id(p) for p in model.fc.parameters()}
+    assert head and not head & clipped
+    assert len(clipped) == len(list(model.parameters())) - len(head)
