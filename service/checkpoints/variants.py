@@ -28,6 +28,7 @@ from service.checkpoints.service import checkpoint_dir, get, sha256_of
 from service.db.models import CheckpointRecord, CheckpointVariant, User, utcnow
 from service.errors import Conflict, InvalidInput
 from service.searches import service as searches
+from service.searches.states import SearchState
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def request(
     """
     name, sparsity = variant_name(create)
     search = searches.get(session, search_id, user)
-    if search.state != "completed":
+    if search.state != SearchState.COMPLETED:
         raise Conflict(
             f"search {search_id} is {search.state}: compressed checkpoints are made from the "
             "final checkpoint of a completed search"
@@ -104,7 +105,8 @@ def request(
         added = repository.add_variant(session, new)
         if added is None:  # a concurrent request wrote it first
             added = repository.variant(session, search.id, name)
-            assert added is not None
+        if added is None:
+            raise Conflict(f"the {name} variant of search {search_id} changed; ask again")
         return added
     sync(session, storage, settings, row)
     if row.state == FAILED and retry:

@@ -254,15 +254,16 @@ def test_failed_job_is_409_and_a_post_retries_it(flow: Flow) -> None:
 
 
 def test_a_variant_whose_file_is_gone_is_409_until_made_again(flow: Flow) -> None:
-    path = flow.settings.data_dir / "checkpoints" / f"search-{flow.search['id']}-onnx.onnx"
+    name = f"search-{flow.search['id']}-pruned-60.safetensors"
+    path = flow.settings.data_dir / "checkpoints" / name
     assert path.is_file()
     path.unlink()
-    gone = flow.client.get(flow.url(), params={"format": "onnx"})
+    gone = flow.client.get(flow.url(), params=PRUNED)
     assert gone.status_code == 409 and "missing from the checkpoint folder" in gone.text
-    again = flow.client.post(f"{flow.url()}/variants", json={"format": "onnx"})
+    again = flow.client.post(f"{flow.url()}/variants", json=PRUNED)
     assert again.status_code == 202
     flow.work()
-    assert _download(flow, {"format": "onnx"}) == path.read_bytes()
+    assert _download(flow, PRUNED) == path.read_bytes()
 
 
 def test_dashboard_lists_the_variants(flow: Flow) -> None:
