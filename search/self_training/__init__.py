@@ -14,6 +14,7 @@ from search.self_training.lifecycle import (
     advance,
     cancel,
     create_job,
+    fail_stale,
     status,
 )
 from search.self_training.pseudo import PseudoLabels, predict_probs, select_pseudo_labels
@@ -30,6 +31,7 @@ __all__ = [
     "advance",
     "cancel",
     "create_job",
+    "fail_stale",
     "predict_probs",
     "select_pseudo_labels",
     "status",

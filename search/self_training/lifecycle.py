@@ -53,11 +53,10 @@ def job_of(study: optuna.Study) -> SelfTrainingJob:
     return SelfTrainingJob.model_validate_json(study.user_attrs["job"])
 
 
-def step_of(trial: FrozenTrial) -> int:
-    """The step a trial runs (0: teacher)."""
-    return int(
-        trial.user_attrs.get("step", trial.system_attrs.get("fixed_params", {}).get("step", 0))
-    )
+def step_of(trial: FrozenTrial) -> int | None:
+    """The step a trial runs (0: teacher); None for a trial no step was enqueued for."""
+    step = trial.user_attrs.get("step")
+    return None if step is None else int(step)
 
 
 @dataclass
@@ -164,7 +163,9 @@ def _row(step: int, mine: list[FrozenTrial]) -> dict[str, Any]:
 def _by_step(trials: list[FrozenTrial]) -> dict[int, list[FrozenTrial]]:
     out: dict[int, list[FrozenTrial]] = {}
     for t in trials:
-        out.setdefault(step_of(t), []).append(t)
+        step = step_of(t)
+        if step is not None:
+            out.setdefault(step, []).append(t)
     return out
 
 

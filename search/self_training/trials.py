@@ -122,8 +122,12 @@ class JobSteps:
         state = study.user_attrs.get("state")
         if state != lifecycle.OPEN:
             raise optuna.TrialPruned(f"self-training is {state}: step not needed")
+        if "step" not in trial.user_attrs:
+            # No waiting step was left when optimize started (another worker took it):
+            # Optuna made a fresh trial, which has nothing to run.
+            raise optuna.TrialPruned("no step waiting: another worker took it")
         job = lifecycle.job_of(study)
-        step = lifecycle.step_of(trial._cached_frozen_trial)
+        step = int(trial.user_attrs["step"])
         set_user_attrs(trial, {"worker": self.worker, "device": self.device})
         error: str | None = None
         try:
@@ -270,7 +274,7 @@ class JobDispatch:
         if "trial_id" in ran:
             trial = self.storage.get_trial(ran["trial_id"])
             log.info(
-                "study=%s trial=%d step=%d state=%s value=%s",
+                "study=%s trial=%d step=%s state=%s value=%s",
                 study.study_name, trial.number, lifecycle.step_of(trial), trial.state.name,
                 "-" if trial.value is None else f"{trial.value:.4f}",
             )  # fmt: skip

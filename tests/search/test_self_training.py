@@ -304,3 +304,22 @@ def test_a_killed_workers_step_is_failed_by_its_heartbeat_and_retried(tmp_path: 
     teacher = [t for t in study.get_trials() if jobs.step_of(t) == 0]
     assert [t.state for t in teacher] == [TrialState.FAIL, TrialState.COMPLETE]
     assert done.steps[0]["attempts"] == 2
+
+
+def test_a_trial_started_with_no_step_waiting_is_pruned_and_not_counted(tmp_path: Path) -> None:
+    from search.self_training.trials import job_key
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    storage = make_storage(url, heartbeat_interval=30)
+    create_job(storage, "r", _job(tmp_path, iterations=1))
+    plain = make_storage(url, heartbeat_interval=None)
+    study = optuna.load_study(study_name=jobs.study_name("r"), storage=plain)
+    taken = study.ask()  # another worker took the teacher meanwhile
+    worker = Worker(url, artifact_store=tmp_path / "art", poll_interval=0.05)
+    assert worker.self_training is not None
+    worker.self_training.run(job_key("r"))
+    fresh = [t for t in study.get_trials() if t.number != taken.number]
+    assert [t.state for t in fresh] == [TrialState.PRUNED]
+    current = status(storage, "r")
+    assert [(s["step"], s["attempts"], s["state"]) for s in current.steps] == [(0, 1, "RUNNING")]
+    assert current.trainings == 0
