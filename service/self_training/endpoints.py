@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
@@ -129,12 +129,13 @@ def delete_unlabelled(unlabelled_id: SetId, session: SessionDep, user: CurrentUs
 
 @router.post("/searches/{search_id}/self-train", status_code=201)
 def self_train(
-    search_id: SearchId, body: SelfTrainingCreate, session: SessionDep, user: CurrentUser,
-    runtime: RuntimeDep,
+    search_id: SearchId, session: SessionDep, user: CurrentUser, runtime: RuntimeDep,
+    body: Annotated[SelfTrainingCreate | None, Body()] = None,
 ) -> SelfTrainingRead:  # fmt: skip
     """Launch self-training (Noisy Student) on a completed search; 409 if it is not.
 
-    The job is queued; the reconciler opens its study and workers run its steps.
+    The job is queued; the reconciler opens its study and workers run its steps. (The body is
+    checked after the search is found, so another user's search answers 404 whatever is sent.)
     """
     row = service.launch(session, search_id, body, user, runtime.settings)
     return SelfTrainingRead.model_validate(row)

@@ -167,11 +167,17 @@ def job_spec(session: Session, row: SelfTraining) -> SelfTrainingJob:
 
 
 def launch(
-    session: Session, search_id: int, body: SelfTrainingCreate, user: User, settings: Settings
+    session: Session,
+    search_id: int,
+    body: SelfTrainingCreate | None,
+    user: User,
+    settings: Settings,
 ) -> SelfTraining:
     """Validate and store a job on a completed search as ``queued``; the reconciler creates
     its study once the row is committed (a SQLite file takes one writer at a time)."""
     search = searches.get(session, search_id, user)
+    if body is None:
+        raise InvalidInput("a JSON body with at least 'unlabelled_id' is required")
     if search.state != SearchState.COMPLETED:
         raise Conflict(f"search {search_id} is {search.state}; self-training needs it completed")
     unlabelled = get_unlabelled(session, body.unlabelled_id, user)

@@ -281,6 +281,13 @@ def test_cli_prints_each_iteration_and_refuses_bad_input() -> None:
     assert "student 1 (served)" in text and "0.9500" in text and "40 of 50" in text
 
 
+def test_a_launch_without_a_body_is_a_clear_422(flow: tuple[TestClient, dict[str, Any]]) -> None:
+    client, ctx = flow
+    response = client.post(f"/api/v1/searches/{ctx['search_id']}/self-train")
+    assert response.status_code == 422 and "unlabelled_id" in response.text
+    assert client.post("/api/v1/searches/9999/self-train").status_code == 404
+
+
 def test_zz_deleting_the_search_waits_for_its_jobs_then_removes_them(
     flow: tuple[TestClient, dict[str, Any]],
 ) -> None:
