@@ -114,6 +114,7 @@ def _album_ops(A: Any, policy: Policy) -> list[Any]:
 
 def to_albumentations(policy: Policy) -> Any:
     """Return the policy's per-image part as an ``albumentations.Compose`` of plain classes."""
+    policy.require_image("the albumentations export")
     import albumentations as A
 
     transforms: list[Any] = []

@@ -59,6 +59,7 @@ class BatchAugmenter:
     """
 
     def __init__(self, policy: Policy) -> None:
+        policy.require_image(type(self).__name__)
         self.policy = policy
         self.ops: tuple[str, ...] = policy.op_set
         self._defs: tuple[OpDef, ...] = tuple(OPS[name] for name in self.ops)

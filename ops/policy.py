@@ -257,6 +257,18 @@ class Policy(BaseModel):
             text += f"-p{self.p:.6g}"
         return text
 
+    def require_image(self, user: str) -> None:
+        """Refuse a ``text`` policy where images are augmented (``user`` names the caller).
+
+        Raises:
+            ValueError: for kind ``text``, naming the text applier and exporter to use instead.
+        """
+        if self.kind == "text":
+            raise ValueError(
+                f"{user} augments images, and a 'text' policy augments sentences: use "
+                "ops.text.TextAugmenter, or ops.text_export.to_text_snippet for plain Python"
+            )
+
     def describe(self) -> list[str]:
         """Describe the policy in words, one line per sub-policy or setting."""
         if self.kind == "none":

@@ -181,6 +181,7 @@ def timm_code(policy: Policy) -> str:
     Raises:
         ValueError: When the policy uses an op timm has no ``AugmentOp`` for (Cutout, flips).
     """
+    policy.require_image("the timm export")
     kept = _kept(policy.op_set, 1.0)[0] if policy.kind != "none" else []
     cls, lines = "AutoAugment", ["policy = AutoAugment([[]])  # no ops"]
     if policy.kind == "subpolicies":

@@ -223,6 +223,7 @@ def torchvision_code(policy: Policy) -> str:
     The transform takes uint8 (C, H, W) tensors or PIL images (which go through torchvision's
     PIL kernels). Batch mixing (``policy.mix``) is not part of it.
     """
+    policy.require_image("the torchvision export")
     snippet = Snippet(imports={V2})
     parts = base_parts(policy, snippet)
     lines: list[str] = []

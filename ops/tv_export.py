@@ -42,6 +42,7 @@ def torchvision_class(policy: Policy) -> v2.Transform | None:
 
 def to_torchvision(policy: Policy) -> v2.Compose:
     """Return the policy's per-image part (base + ops) as a torchvision v2 ``Compose``."""
+    policy.require_image("the torchvision export")
     transforms: list[v2.Transform] = []
     if policy.base.crop_padding:
         transforms.append(RandomShift(policy.base.crop_padding))

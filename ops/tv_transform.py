@@ -96,6 +96,7 @@ class TorchvisionPolicy(v2.Transform):
     def __init__(self, policy: Policy | dict[str, Any], generator: torch.Generator | None = None):
         super().__init__()
         policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        policy.require_image("TorchvisionPolicy")
         self.policy = policy.model_copy(update={"base": type(policy.base)()})
         self.generator = generator
         self._augmenter = BatchAugmenter(self.policy)
