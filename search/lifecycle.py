@@ -41,7 +41,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from search.locks import search_lock
-from search.spec import SearchSpec
+from search.spec import SearchSpec, baseline_policy
 from search.storage import fail_stale_trials, make_storage
 from search.strategies import get_strategy, make_pruner, make_sampler
 
@@ -99,15 +99,13 @@ def create_search_study(
         if study.user_attrs["spec"] != spec.model_dump_json():
             raise ValueError(f"search {search_id!r} already exists with a different spec")
         return study
-    from ops.presets import PRESETS
-
     for baseline in spec.baselines:
         study.enqueue_trial(
             {"baseline": baseline},
             user_attrs={
                 "role": "baseline",
                 "baseline": baseline,
-                "policy": PRESETS[baseline].model_dump(mode="json"),
+                "policy": baseline_policy(baseline).model_dump(mode="json"),
             },
             skip_if_exists=True,
         )

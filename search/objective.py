@@ -56,6 +56,7 @@ from search.spec import SearchSpec
 from search.storage import set_trial_params, set_trial_user_attrs
 from search.strategies import Strategy, get_strategy
 from search.strategies.samplers import CHANCE_ATTR, PLANNED_EPOCHS_ATTR
+from search.text.trials import TextTrials
 from search.trainer import TrainerRecipe, TrainResult, evaluate, train
 
 
@@ -183,6 +184,7 @@ class Objective:
         self.data_cache_dir = data_cache_dir
         self._data: dict[str, SearchData] = {}
         self._fold_models: dict[str, Any] = {}
+        self._text = TextTrials(artifact_store, self._raise_if_stopped)
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Run one trial and return its validation accuracy (or candidate score).
@@ -262,6 +264,11 @@ class Objective:
             set_user_attrs(trial, pending)
             pending.clear()
             return float(self.train_fn(trial, role, lambda: self._raise_if_stopped(trial.study)))
+        if spec.is_text:  # the n-gram text proxy (search.text.trials)
+            attrs, train_text = self._text.run(trial, spec, policy, role)
+            set_user_attrs(trial, {**pending, **attrs})
+            pending.clear()
+            return train_text()
         data = self.data(spec)
         scores = role == "search" and not strategy.trains_in_search
         train_set = data.final_train if role == "final" else data.search_train

@@ -11,10 +11,14 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from search.datasets import DatasetSpec
+from ops.policy import Policy
+from search.datasets.spec import AnyDatasetSpec
+from search.text.trainer import TextRecipe
 from search.trainer import TrainerRecipe
 
-StrategyName = Literal["autoaugment", "randaugment", "trivialaugment", "none", "fast-autoaugment"]
+StrategyName = Literal[
+    "autoaugment", "randaugment", "trivialaugment", "none", "fast-autoaugment", "eda"
+]
 SamplerName = Literal["tpe", "random", "grid", "cmaes"]
 PrunerName = Literal["median", "successive-halving", "hyperband", "none"]
 BaselineName = Literal[
@@ -24,6 +28,7 @@ BaselineName = Literal[
     "autoaugment-cifar10",
     "autoaugment-svhn",
     "autoaugment-imagenet",
+    "eda-defaults",
 ]
 DEFAULT_BASELINES: tuple[BaselineName, ...] = (
     "none",
@@ -33,7 +38,24 @@ DEFAULT_BASELINES: tuple[BaselineName, ...] = (
 )
 # Strategies whose search space has categorical parameters, which CMA-ES cannot model.
 _CATEGORICAL_STRATEGIES = frozenset({"autoaugment", "fast-autoaugment"})
-_SEARCHABLE = frozenset({"autoaugment", "randaugment", "fast-autoaugment"})
+_SEARCHABLE = frozenset({"autoaugment", "randaugment", "fast-autoaugment", "eda"})
+#: Dataset sources of text; their searches use the ``eda`` strategy (or ``none``), the text
+#: proxy (``text_recipe``) and these baselines (docs/text.md).
+TEXT_SOURCES = frozenset({"wordnet-topics", "text-table"})
+TEXT_BASELINES: tuple[BaselineName, ...] = ("none", "eda-defaults")
+
+
+def baseline_policy(name: BaselineName) -> Policy:
+    """The preset policy of a baseline (``eda-defaults``: EDA's reference defaults)."""
+    if name == "eda-defaults":
+        from ops.text_presets import TEXT_PRESETS
+
+        return TEXT_PRESETS["eda"]
+    from ops.presets import PRESETS
+
+    return PRESETS[name]
+
+
 #: The final recipe, unless given, trains this many times longer than the trial recipe.
 FINAL_EPOCHS_FACTOR = 3
 #: The final recipe's architecture, unless given or the trial recipe's is a timm one: a timm
@@ -212,11 +234,14 @@ class SearchSpec(BaseModel):
             policy by the autoaugment and randaugment strategies.
         baselines: preset policies trained as baseline trials.
         fast_autoaugment: options of the fast-autoaugment strategy.
+        text_recipe: how a text search's trials and finals train the n-gram proxy (text
+            datasets only; ``recipe`` and ``final_recipe`` are for images). Its baselines
+            default to ``none`` and ``eda-defaults``.
     """
 
     model_config = _STRICT
 
-    dataset: DatasetSpec
+    dataset: AnyDatasetSpec
     strategy: StrategyName = "randaugment"
     n_trials: int = Field(default=10, ge=1, le=10_000)
     num_sub_policies: int = Field(default=5, ge=1, le=25)
@@ -235,6 +260,7 @@ class SearchSpec(BaseModel):
     base_space: BaseSpace = Field(default_factory=BaseSpace)
     baselines: list[BaselineName] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
     fast_autoaugment: FastAutoAugmentOptions = Field(default_factory=FastAutoAugmentOptions)
+    text_recipe: TextRecipe = Field(default_factory=TextRecipe)
 
     @field_validator("final_recipe", mode="before")
     @classmethod
@@ -248,6 +274,7 @@ class SearchSpec(BaseModel):
     def _check_combinations(self) -> SearchSpec:
         if len(set(self.baselines)) != len(self.baselines):
             raise ValueError("baselines must not repeat")
+        self._check_modality()
         if self.strategy not in _SEARCHABLE:
             if self.n_trials != 1:
                 raise ValueError(
@@ -280,6 +307,29 @@ class SearchSpec(BaseModel):
         if self.final_pick.size == 0:
             raise ValueError("final_pick must retrain at least one candidate or preset")
         return self
+
+    def _check_modality(self) -> None:
+        """Text datasets take the eda strategy and text baselines; images never do."""
+        if not self.is_text:
+            if self.strategy == "eda" or "eda-defaults" in self.baselines:
+                raise ValueError("strategy 'eda' and baseline 'eda-defaults' are for text datasets")
+            return
+        if self.strategy not in ("eda", "none"):
+            raise ValueError(
+                f"a text dataset is searched with strategy 'eda' (or 'none'), not {self.strategy!r}"
+            )
+        if "baselines" not in self.model_fields_set:
+            object.__setattr__(self, "baselines", list(TEXT_BASELINES))
+        wrong = [b for b in self.baselines if b not in TEXT_BASELINES]
+        if wrong:
+            raise ValueError(
+                f"baselines {wrong} augment images; a text search takes {list(TEXT_BASELINES)}"
+            )
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the dataset is a text set (searched with the text proxy)."""
+        return self.dataset.source in TEXT_SOURCES
 
     @property
     def final(self) -> TrainerRecipe:

@@ -22,6 +22,7 @@ from search.datasets.cache import CACHE_FORMAT, cache_path, read_cached, write_c
 from search.datasets.dataset import DatasetError, ImageDataset, make_dataset, resize_images
 from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
 from search.datasets.spec import (
+    AnyDatasetSpec,
     ArchiveSpec,
     DatasetSpec,
     DigitsSpec,
@@ -29,7 +30,9 @@ from search.datasets.spec import (
     ImageFolderSpec,
     ManifestSpec,
     SyntheticSpec,
+    TextTableSpec,
     TorchvisionSpec,
+    WordNetTopicsSpec,
 )
 
 SpecT = TypeVar("SpecT", contravariant=True)
@@ -171,7 +174,7 @@ def cache_key(spec: DatasetSpec) -> str:
 
 
 def load_dataset(
-    spec: DatasetSpec,
+    spec: AnyDatasetSpec,
     cache_dir: str | os.PathLike[str] | None = None,
     limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> ImageDataset:
@@ -185,8 +188,11 @@ def load_dataset(
 
     Raises:
         DatasetError: the source cannot be read, or exceeds ``limits``; the message names the
-            problem.
+            problem; for a text dataset, that it holds no images (``search.text.loader``
+            reads those).
     """
+    if isinstance(spec, WordNetTopicsSpec | TextTableSpec):
+        raise DatasetError(f"dataset source {spec.source!r} holds texts, not images")
     if cache_dir is None:
         return _decode(spec, limits)
     path = cache_path(cache_dir, cache_key(spec))
