@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from service.datasets import service
+from service.datasets import service, text
 from service.datasets.schemas import DatasetCreate, DatasetRead
 from service.db.models import User
 from service.deps import Caller, CurrentUser, RuntimeDep, SessionDep, SettingsDep
@@ -47,7 +47,8 @@ _UPLOAD_SCHEMA = {
 def register_dataset(
     body: DatasetCreate, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> DatasetRead:
-    """Register ``digits``, a torchvision dataset, a server ImageFolder path or a manifest.
+    """Register ``digits``, a torchvision dataset, a server ImageFolder path or a manifest,
+    or a text set: the built-in ``wordnet-topics`` or a server ``text-table`` file.
 
     The dataset is decoded once. Splits the user fixed (``train/``, ``val/``, ``test/``
     folders, a manifest's ``split`` column) are kept for every search on it.
@@ -57,7 +58,10 @@ def register_dataset(
 
 @router.post("/upload", status_code=201, openapi_extra=_UPLOAD_SCHEMA)
 async def upload_dataset(request: Request, runtime: RuntimeDep, user: Caller) -> DatasetRead:
-    """Register an uploaded zip/tar archive (multipart field ``file``).
+    """Register an uploaded zip/tar archive or text table (multipart field ``file``).
+
+    A ``.csv``, ``.jsonl`` or ``.parquet`` file is a text table (``text``, ``label``, optional
+    ``group`` and ``split``); a row it refuses is named by its number (422).
 
     The archive holds an ImageFolder tree (class folders, or ``train/``, ``val/`` and optional
     ``test/`` folders of class folders) or a ``manifest.csv``/``manifest.parquet`` with the
@@ -94,9 +98,12 @@ def _register_archive(
     # The upload route parses its own body, so it opens its own unit of work instead of the
     # request-scoped session.
     with runtime.transaction() as session:
-        dataset = service.register_archive(
-            session, archive, name, image_size, user, runtime.settings
-        )
+        if text.is_text_upload(archive.name):
+            dataset = text.register_text_upload(session, archive, name, user, runtime.settings)
+        else:
+            dataset = service.register_archive(
+                session, archive, name, image_size, user, runtime.settings
+            )
         return DatasetRead.model_validate(dataset)
 
 

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from service.datasets import repository
+from service.datasets import repository, text
 from service.datasets.redaction import public_message
 from service.datasets.schemas import DatasetCreate
 from service.db.models import Dataset, User
@@ -116,9 +116,21 @@ def resolve_manifest_path(raw: str, settings: Settings) -> Path:
         Forbidden: as `resolve_server_path`.
         InvalidInput: if the path is not a .csv or .parquet file.
     """
+    return resolve_file_under_root(raw, settings, MANIFEST_SUFFIXES, "a manifest file")
+
+
+def resolve_file_under_root(
+    raw: str, settings: Settings, suffixes: tuple[str, ...], what: str = "a text table"
+) -> Path:
+    """Resolve a file by the rules of `resolve_server_path`, applied to its folder.
+
+    Raises:
+        Forbidden: as `resolve_server_path`.
+        InvalidInput: if the path is not a file with one of ``suffixes``.
+    """
     real, root = _real_under_root(raw, settings)
-    if not (real.is_file() and real.name.lower().endswith(MANIFEST_SUFFIXES)):
-        raise InvalidInput(f"path {raw!r} is not a manifest file ({', '.join(MANIFEST_SUFFIXES)})")
+    if not (real.is_file() and real.name.lower().endswith(suffixes)):
+        raise InvalidInput(f"path {raw!r} is not {what} ({', '.join(suffixes)})")
     _refuse_links_out(real.parent, root, raw)
     return real
 
@@ -189,6 +201,10 @@ def _fill_stats(dataset: Dataset, data: ImageDataset) -> None:
 
 def register(session: Session, body: DatasetCreate, user: User, settings: Settings) -> Dataset:
     """Validate, decode (slow: callers run this in a worker thread) and store a dataset."""
+    if body.source in text.TEXT_SOURCES:
+        spec = text.text_spec(body, user, settings)
+        name = body.name or Path(spec.get("path", body.source)).name
+        return text.register_text(session, spec, name, user, settings, shown_as=body.path)
     spec = _spec_for(body, user, settings)
     data = _decode(spec, settings, shown_as=body.path)
     path = Path(spec.get("path", "digits"))
@@ -202,12 +218,15 @@ def register(session: Session, body: DatasetCreate, user: User, settings: Settin
 
 
 def archive_suffix(filename: str) -> str:
-    """The archive suffix of an uploaded file name, or InvalidInput."""
+    """The archive (or text table) suffix of an uploaded file name, or InvalidInput."""
     lower = filename.lower()
-    for suffix in ARCHIVE_SUFFIXES:
+    for suffix in (*ARCHIVE_SUFFIXES, *text.TEXT_TABLE_SUFFIXES):
         if lower.endswith(suffix):
             return suffix
-    raise InvalidInput(f"upload {filename!r} is not an archive ({', '.join(ARCHIVE_SUFFIXES)})")
+    raise InvalidInput(
+        f"upload {filename!r} is not an archive ({', '.join(ARCHIVE_SUFFIXES)}) nor a text "
+        f"table ({', '.join(text.TEXT_TABLE_SUFFIXES)})"
+    )
 
 
 def store_upload(stream: IO[bytes], filename: str, settings: Settings) -> Path:
@@ -258,7 +277,7 @@ def delete(session: Session, dataset_id: int, user: User, settings: Settings) ->
     using = repository.search_ids_using(session, dataset.id)
     if using:
         raise Conflict(f"dataset {dataset_id} is used by searches {using}; delete them first")
-    if dataset.source == "archive":
+    if dataset.source == "archive" or text.is_uploaded(dataset, settings):
         Path(dataset.spec["path"]).unlink(missing_ok=True)
     shutil.rmtree(settings.data_dir / "datasets" / str(dataset.id), ignore_errors=True)
     repository.delete(session, dataset)
@@ -266,6 +285,8 @@ def delete(session: Session, dataset_id: int, user: User, settings: Settings) ->
 
 def samples_png(dataset: Dataset, settings: Settings) -> bytes:
     """A PNG grid: one row per class (up to 20), ``SAMPLES_PER_CLASS`` images each; cached."""
+    if dataset.source in text.TEXT_SOURCES:
+        raise InvalidInput(f"dataset {dataset.id} holds texts: it has no sample images")
     cached = settings.data_dir / "datasets" / str(dataset.id) / "samples.png"
     if cached.is_file():
         return cached.read_bytes()

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-PolicyFormat = Literal["json", "torchvision", "albumentations", "timm"]
+PolicyFormat = Literal["json", "torchvision", "albumentations", "timm", "python"]
 
 
 class PolicyRead(BaseModel):
@@ -22,7 +22,8 @@ class PolicyRead(BaseModel):
         format: The export asked for.
         policy: The versioned policy JSON (always present).
         exported: ``torchvision``: a Python snippet; ``albumentations``: the ``A.to_dict``
-            structure; ``timm``: the config string; ``json``: absent.
+            structure; ``timm``: the config string; ``python`` (text policies): a function
+            needing numpy only (`ops.text_export`); ``json``: absent.
     """
 
     search_id: int

@@ -31,7 +31,11 @@ def export(payload: dict[str, Any], fmt: PolicyFormat) -> PolicyRead:
 
         policy = load_policy(payload["policy"])
         try:
-            if fmt == "torchvision":
+            if fmt == "python":
+                from ops.text_export import to_text_snippet
+
+                exported = to_text_snippet(policy)
+            elif fmt == "torchvision":
                 exported = to_python_snippet(policy, "torchvision")
             elif fmt == "albumentations":
                 exported = to_albumentations_dict(policy)
