@@ -43,32 +43,47 @@ def _call(url: str | None, token: str | None, fn: Any, *args: Any, **kwargs: Any
 
 @dataset_app.command("add")
 def dataset_add(
-    source: Annotated[str, typer.Argument(help="digits | torchvision | path | manifest | archive")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="digits | torchvision | path | manifest | archive | wordnet-topics | text-table "
+            "| text-upload"
+        ),
+    ],
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     dataset: Annotated[str | None, typer.Option(help="torchvision dataset (CIFAR10...).")] = None,
     path: Annotated[
         str | None,
         typer.Option(
-            help="Server folder (path), server CSV/Parquet (manifest) or local file (archive)."
+            help="Server folder (path), server CSV/Parquet (manifest), server .csv/.jsonl/"
+            ".parquet (text-table) or local file (archive, text-upload)."
         ),
     ] = None,
+    topics: Annotated[
+        str | None, typer.Option(help="wordnet-topics: comma-separated topics (animal,food...).")
+    ] = None,
+    per_class: Annotated[int | None, typer.Option(help="wordnet-topics: texts per topic.")] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Register a dataset."""
-    if source == "archive":
+    if (topics or per_class) and source != "wordnet-topics":
+        raise _fail("--topics and --per-class are for source 'wordnet-topics'")
+    if source in ("archive", "text-upload"):
         if not path:
-            raise _fail("source 'archive' needs --path to a local zip/tar file")
+            raise _fail(f"source {source!r} needs --path to a local file")
         result = _call(url, token, Client.upload_dataset, Path(path), name)
-    elif source in ("digits", "torchvision", "path", "manifest"):
-        result = _call(
-            url, token, Client.add_dataset, source, name=name, dataset=dataset, path=path
-        )
+    elif source in ("digits", "torchvision", "path", "manifest", "wordnet-topics", "text-table"):
+        chosen = [t.strip() for t in topics.split(",")] if topics else None
+        result = _call(url, token, Client.add_dataset, source, name=name, dataset=dataset,
+                       path=path, topics=chosen, per_class=per_class)  # fmt: skip
     else:
         raise _fail(
-            f"unknown source {source!r}: use digits, torchvision, path, manifest or archive"
+            f"unknown source {source!r}: use digits, torchvision, path, manifest, archive, "
+            "wordnet-topics, text-table or text-upload"
         )
-    console.print(f"dataset {result['id']}: {result['name']} ({result['num_images']} images)")
+    unit = "texts" if result["source"] in ("wordnet-topics", "text-table") else "images"
+    console.print(f"dataset {result['id']}: {result['name']} ({result['num_images']} {unit})")
 
 
 @dataset_app.command("list")
@@ -99,8 +114,9 @@ def _spec_from(
         spec["n_trials"] = n_trials
     if strategy is not None:
         spec["strategy"] = strategy
-    if epochs is not None:
-        spec["recipe"] = {**spec.get("recipe", {}), "epochs": epochs}
+    if epochs is not None:  # eda searches train the text proxy (text_recipe)
+        key = "text_recipe" if spec.get("strategy") == "eda" else "recipe"
+        spec[key] = {**spec.get(key, {}), "epochs": epochs}
     return spec
 
 
@@ -188,7 +204,9 @@ def search_start(
     ] = None,
     n_trials: Annotated[int | None, typer.Option(help="Budget of search trials.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per trial.")] = None,
-    strategy: Annotated[str | None, typer.Option(help="autoaugment, randaugment, ...")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="autoaugment, randaugment, ... (eda for text datasets)")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow it until it ends.")] = False,
     url: UrlOpt = None,
@@ -242,13 +260,13 @@ def policy_get(
     dataset: Annotated[int | None, typer.Option(help="Best policy of this dataset.")] = None,
     search: Annotated[int | None, typer.Option(help="Policy of this search.")] = None,
     format: Annotated[
-        str, typer.Option(help="json | torchvision | albumentations | timm")
+        str, typer.Option(help="json | torchvision | albumentations | timm | python (text)")
     ] = "json",
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Print a policy (JSON) or its export."""
-    if format not in ("json", "torchvision", "albumentations", "timm"):
+    if format not in ("json", "torchvision", "albumentations", "timm", "python"):
         raise _fail(f"unknown format {format!r}")
     result = _call(url, token, Client.policy, dataset=dataset, search=search, format=format)
     exported = result.get("exported")

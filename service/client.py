@@ -84,14 +84,17 @@ class Client:
 
     def add_dataset(self, source: str, **fields: Any) -> dict[str, Any]:
         """Register ``digits``, a torchvision dataset (``dataset=``), or a server ``path=``
-        (source ``path``: a folder; ``manifest``: a CSV or Parquet manifest)."""
+        (source ``path``: a folder; ``manifest``: a CSV or Parquet manifest; ``text-table``: a
+        .csv, .jsonl or .parquet table of texts), or the built-in text set ``wordnet-topics``
+        (``topics=``, ``per_class=``)."""
         body = {"source": source, **{k: v for k, v in fields.items() if v is not None}}
         result: dict[str, Any] = self._json("POST", "/datasets", json=body)
         return result
 
     def upload_dataset(self, archive: Path, name: str | None = None) -> dict[str, Any]:
         """Upload a zip/tar archive of an ImageFolder tree (optionally with ``train/`` and
-        ``val/`` split folders) or of a manifest and its images."""
+        ``val/`` split folders) or of a manifest and its images, or a text table (.csv,
+        .jsonl, .parquet of ``text`` and ``label``)."""
         data = {"name": name} if name else {}
         with archive.open("rb") as handle:
             files = {"file": (archive.name, handle, "application/octet-stream")}

@@ -20,6 +20,8 @@ from service.searches.states import SearchState
 
 LIST_LIMIT = 100
 EXPORT_FORMATS = ("json", "torchvision", "albumentations", "timm")
+#: The exports of a text policy (the image frameworks refuse it).
+TEXT_EXPORT_FORMATS = ("json", "python")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,9 @@ class PolicyPage:
     lines: list[str]
     exports: dict[str, str] = field(default_factory=dict)
     export_errors: dict[str, str] = field(default_factory=dict)
+    formats: tuple[str, ...] = EXPORT_FORMATS
+    #: A text policy's examples: (sentence, augmented versions); empty for image policies.
+    examples: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 def build_policy_page(session: Session, user: User, search_id: int) -> PolicyPage:
@@ -135,7 +140,13 @@ def build_policy_page(session: Session, user: User, search_id: int) -> PolicyPag
         search=search, accuracy=payload["accuracy"], provisional=bool(payload["provisional"]),
         policy=payload["policy"], lines=load_policy(payload["policy"]).describe(),
     )  # fmt: skip
-    for fmt in EXPORT_FORMATS:
+    if payload["policy"].get("kind") == "text":
+        from service.dashboard.text_examples import text_examples
+
+        page.formats = TEXT_EXPORT_FORMATS
+        dataset = datasets.get(session, search.dataset_id, user)
+        page.examples = text_examples(dataset.spec, payload["policy"], seed=search.id)
+    for fmt in page.formats:
         try:
             exported = policies.export(payload, fmt).exported  # type: ignore[arg-type]
         except InvalidInput as exc:

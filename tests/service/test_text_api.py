@@ -140,17 +140,79 @@ def test_a_text_search_serves_its_policy_and_checkpoint(
 ) -> None:
     client, search = text_flow
     policy = client.get(f"/api/v1/searches/{search['id']}/policy").json()
-    assert policy["policy"]["kind"] in ("text", "none") and not policy["provisional"]
+    assert policy["policy"]["kind"] == "text" and not policy["provisional"]
     python = client.get(f"/api/v1/datasets/{search['dataset_id']}/policy?format=python").json()
     namespace: dict[str, Any] = {}
     exec(python["exported"], namespace)  # the served function runs
     copies = namespace["augment_copies"]("a small dog runs", np.random.default_rng(0))
-    text = policy["policy"].get("text")
-    assert len(copies) == (
-        text["copies"] if text and any(s["magnitude"] for s in text["ops"]) else 0
-    )
-    if policy["policy"]["kind"] == "text":
-        refused = client.get(f"/api/v1/searches/{search['id']}/policy?format=torchvision")
-        assert refused.status_code == 422 and "augments sentences" in refused.json()["detail"]
+    assert len(copies) == policy["policy"]["text"]["copies"]
+    refused = client.get(f"/api/v1/searches/{search['id']}/policy?format=torchvision")
+    assert refused.status_code == 422 and "augments sentences" in refused.json()["detail"]
     checkpoint = client.get(f"/api/v1/searches/{search['id']}/checkpoint")
     assert checkpoint.status_code == 200 and len(checkpoint.content) > 1000
+
+
+def test_the_dashboard_shows_sentences_for_a_text_policy(
+    text_flow: tuple[TestClient, dict[str, Any]],
+) -> None:
+    client, search = text_flow
+    page = client.get(f"/searches/{search['id']}/policy")
+    assert page.status_code == 200, page.text
+    html = page.text
+    # The seeded search picks a text policy (EDA-style, not "none").
+    assert search_policy_kind(client, search["id"]) == "text"
+    assert 'id="policy-text-examples"' in html and "preview.png" not in html
+    assert 'data-format="python"' in html and 'data-format="torchvision"' not in html
+    assert "def augment_copies" in html
+    dataset = client.get(f"/datasets/{search['dataset_id']}")
+    assert dataset.status_code == 200 and "samples.png" not in dataset.text
+    assert "60 texts" in dataset.text
+
+
+def search_policy_kind(client: TestClient, search_id: int) -> str:
+    return str(client.get(f"/api/v1/searches/{search_id}/policy").json()["policy"]["kind"])
+
+
+def test_text_examples_are_real_sentences_of_the_dataset() -> None:
+    from ops.text_presets import eda_policy
+    from service.dashboard.text_examples import EXAMPLE_DRAWS, text_examples
+
+    policy = eda_policy(alpha=0.3).model_dump(mode="json")
+    examples = text_examples(SMALL, policy, seed=1)
+    assert len(examples) == 3  # one per topic
+    for text, augmented in examples:
+        assert len(augmented) == EXAMPLE_DRAWS and any(a != text for a in augmented)
+    assert text_examples(SMALL, policy, seed=1) == examples
+
+
+def test_client_registers_text_sets_and_starts_eda_searches(client: TestClient) -> None:
+    from service.cli_client import _spec_from
+    from service.client import Client
+
+    api = Client(http=client)  # type: ignore[arg-type]
+    topics = api.add_dataset("wordnet-topics", topics=["animal", "food"], per_class=10)
+    assert topics["num_images"] == 20
+    spec = _spec_from(None, 2, 3, "eda")
+    assert spec == {"n_trials": 2, "strategy": "eda", "text_recipe": {"epochs": 3}}
+    search = api.start_search(int(topics["id"]), spec)
+    assert search["spec"]["baselines"] == ["none", "eda-defaults"]
+    assert search["spec"]["text_recipe"]["epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["dataset", "add", "text-upload"], "needs --path"),
+        (
+            ["dataset", "add", "digits", "--topics", "animal,food"],
+            "are for source 'wordnet-topics'",
+        ),
+    ],
+)
+def test_cli_text_errors(args: list[str], needle: str) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    result = CliRunner().invoke(app, args, env={"AUGSEARCH_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 1 and needle in result.output
