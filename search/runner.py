@@ -18,9 +18,13 @@ from torch import nn
 
 from ops.policy import Policy, load_policy
 from search import lifecycle
-from search.checkpoints import load_checkpoint, load_model_card, make_artifact_store
+from search.checkpoints import (
+    build_model_from_card,
+    load_checkpoint,
+    load_model_card,
+    make_artifact_store,
+)
 from search.fleet import run_worker, threads_per_worker
-from search.models import build_model
 from search.spec import SearchSpec
 from search.worker import Worker
 
@@ -64,16 +68,7 @@ class SearchResult:
         store = make_artifact_store(self.artifact_dir)
         card = load_model_card(store, self.model_card)
         state, _ = load_checkpoint(store, self.checkpoint, expected_sha256=self.sha256)
-        recipe = card.recipe
-        model = build_model(
-            card.arch,
-            card.num_classes,
-            card.in_channels,
-            card.image_size,
-            width=float(recipe.get("width", 1.0)),
-            dropout=float(recipe.get("dropout", 0.0)),
-            drop_path=float(recipe.get("drop_path", 0.0)),
-        )
+        model = build_model_from_card(card)
         model.load_state_dict(state)
         return model.eval()
 
