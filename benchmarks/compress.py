@@ -147,6 +147,16 @@ def _table(dataset: str, cards: list[VariantCard]) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += ["| " + " | ".join(_row(card)) + " |" for card in cards]
+    by_format = {card.format: card for card in cards}
+    if "onnx" in by_format and "int8" in by_format:
+        onnx, int8 = by_format["onnx"], by_format["int8"]
+        lines += [
+            "",
+            f"Against the float ONNX model in onnxruntime instead of PyTorch, int8 is "
+            f"{onnx.size_bytes / int8.size_bytes:.2f}x smaller and "
+            f"{_times(onnx.latency_ms / int8.latency_ms, 'faster', 'slower')} "
+            "(latencies from the two rows above, measured in separate runs).",
+        ]
     return "\n".join(lines)
 
 
@@ -185,6 +195,9 @@ def _notes() -> str:
         "batch 32, one thread for both runtimes; ONNX and int8 run on onnxruntime's CPU "
         "provider, pruned on PyTorch (unstructured zeros take neither less space in a dense "
         "file nor less time in dense kernels)",
+        "machine": f"{os.cpu_count()} CPU cores, shared with other jobs while measured (load "
+        f"average {os.getloadavg()[0]:.1f} at the end): absolute times are noisy, the ratios "
+        "come from interleaved runs",
     }
     return "\n".join(f"- {k}: {v}." for k, v in notes.items())
 
