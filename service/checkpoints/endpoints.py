@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from service.checkpoints import service, variants
@@ -19,6 +19,7 @@ from service.db.models import CheckpointRecord, CheckpointVariant
 from service.deps import CurrentUser, RuntimeDep, SessionDep, SettingsDep
 from service.errors import Conflict, InvalidInput
 from service.ids import SearchId
+from service.searches import service as searches
 from service.settings import Settings
 
 router = APIRouter(prefix="/searches/{search_id}/checkpoint", tags=["checkpoints"])
@@ -119,17 +120,21 @@ def list_variants(search_id: SearchId, session: SessionDep, user: CurrentUser) -
 )
 def request_variant(
     search_id: SearchId,
-    body: VariantCreate,
     session: SessionDep,
     user: CurrentUser,
     settings: SettingsDep,
     runtime: RuntimeDep,
+    body: Annotated[VariantCreate | None, Body()] = None,
 ) -> Response:
     """Ask a worker for a compressed variant (again, if its last job failed).
 
     202 while it is queued or made, 200 once it is ready; 409 for a search that has not
-    completed.
+    completed. (A missing body is refused after the search is found, so another user's search
+    answers 404 whatever is sent.)
     """
+    if body is None:
+        searches.get(session, search_id, user)
+        raise InvalidInput("a JSON body with 'format' (onnx, int8 or pruned) is required")
     row = variants.request(session, runtime.storage, settings, search_id, user, body, retry=True)
     status = 200 if row.state == variants.READY else 202
     return JSONResponse(variants.read(row).model_dump(mode="json"), status_code=status)

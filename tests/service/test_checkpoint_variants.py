@@ -230,6 +230,9 @@ def test_unknown_or_unfinished_searches_are_refused(flow: Flow) -> None:
     assert "completed search" in response.json()["detail"]
     post = flow.client.post(f"/api/v1/searches/{queued}/checkpoint/variants", json={"format": "x"})
     assert post.status_code == 422
+    bare = flow.client.post(f"/api/v1/searches/{queued}/checkpoint/variants")
+    assert bare.status_code == 422 and "'format'" in bare.json()["detail"]
+    assert flow.client.post("/api/v1/searches/999/checkpoint/variants").status_code == 404
     flow.client.post(f"/api/v1/searches/{queued}/cancel")
 
 
