@@ -36,6 +36,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.augment
 	$(BIN)/python -m benchmarks.search_quality --datasets fonts house-numbers digits
+	$(BIN)/python -m benchmarks.final_models
+	$(BIN)/python -m benchmarks.compress --datasets digits fonts
+	$(BIN)/python -m benchmarks.self_training --datasets digits fonts --seeds 3
+	$(BIN)/python -m benchmarks.text_quality --sizes 500 full --seeds 5
 	$(BIN)/python -m benchmarks.api --seconds 10
 	$(BIN)/python -m benchmarks.api --seconds 10 --writers stress
 	$(BIN)/python -m benchmarks.load --seconds 60 --clients 64
