@@ -47,8 +47,15 @@ INSTRUCTIONS = frozenset(
 )
 # Interpolation values used to read the compose file the way `docker compose` would.
 COMPOSE_ENV = {"POSTGRES_PASSWORD": "compose-test-password"}
-# Packages that make an image a GPU image; the API image must carry none of them.
-GPU_STACK = frozenset({"torch", "torchvision", "torchaudio", "albumentations", "kornia", "triton"})
+# Packages of the training stack, which make an image a GPU image; the API image must carry
+# none of them: torch and what builds on it (timm models, albumentations, kornia) and the
+# compression tools only workers run (onnx export, onnxruntime checks and quantization).
+GPU_STACK = frozenset(
+    {
+        "torch", "torchvision", "torchaudio", "albumentations", "kornia", "triton", "timm",
+        "onnx", "onnxruntime", "onnxscript",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
