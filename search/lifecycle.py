@@ -54,6 +54,9 @@ ROLES = ("baseline", "search", "candidate", "final")
 CLAIM_ATTR, SKIPPED_ATTR = "budget_claim", "skipped"
 STUDY_PREFIX = "search-"
 MAX_FINAL_ATTEMPTS = 3
+#: Set on a trial that failed because it was stopped (its worker terminated, its search
+#: cancelled), not by its own fault: it never counts toward the failure limit.
+STOPPED_ATTR = "stopped"
 #: Final trials' user attr holding the validation cross-entropy (the final pick's tie-break).
 VAL_LOSS_ATTR = "val_loss"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -325,7 +328,11 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
     for t in trials:
         by_role.setdefault(role_of(t), []).append(t)
     complete = [t for t in by_role["search"] if t.state == TrialState.COMPLETE]
-    failed = [t for t in by_role["search"] if t.state == TrialState.FAIL]
+    failed = [
+        t
+        for t in by_role["search"]
+        if t.state == TrialState.FAIL and not t.user_attrs.get(STOPPED_ATTR)
+    ]
     if budget_used(by_role["search"], running=False) < spec.n_trials:
         if len(failed) > max(5, 2 * spec.n_trials):
             return _fail(study, f"{len(failed)} search trials failed; last error: "

@@ -48,6 +48,7 @@ from search.lifecycle import (
     FINALIZING,
     OPEN,
     SKIPPED_ATTR,
+    STOPPED_ATTR,
     VAL_LOSS_ATTR,
     budget_used,
     role_of,
@@ -205,7 +206,10 @@ class Objective:
         pending: dict[str, Any] = {"worker": self.worker, "device": self.device}
         if "role" not in user_attrs:  # enqueued trials carry theirs
             pending["role"] = role
+        if user_attrs.get(STOPPED_ATTR):  # a copy of a handed-back trial: this run is its own
+            pending[STOPPED_ATTR] = False
         error: str | None = None
+        stopped = False
         try:
             self._check_start(study, trial, spec, role, attrs.get("state"))
             return self._run(trial, spec, role, pending)
@@ -213,11 +217,14 @@ class Objective:
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:2000]
+            stopped = isinstance(exc, TrialStopped)
             raise
         finally:
             end = {**pending, "duration_s": round(time.perf_counter() - start, 3)}
             if error is not None:
                 end["error"] = error
+            if stopped:  # handed back or cancelled: not a failure of the trial's own
+                end[STOPPED_ATTR] = True
             set_user_attrs(trial, end)
 
     def data(self, spec: SearchSpec) -> SearchData:

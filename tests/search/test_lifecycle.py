@@ -202,6 +202,31 @@ def test_proxy_ties_rank_by_validation_loss() -> None:
     assert [(b.trial_number, b.loss) for b in picked] == [(4, 0.2), (3, 0.3), (1, 0.1)]
 
 
+def test_stopped_trials_never_count_as_failures(storage: optuna.storages.RDBStorage) -> None:
+    # Trials handed back by terminated workers are not failures of the search's own: however
+    # many there are, the search stays open; as many real failures end it.
+    spec = _spec(n_trials=2, baselines=["none"])
+    lifecycle.create_search_study(storage, "s9", spec)
+    study = lifecycle.load_search_study(storage, "s9")
+    _drain(study, cheap_objective(0.7), 1)  # the baseline
+
+    def failing(stopped: bool) -> Callable[[optuna.Trial], float]:
+        def objective(trial: optuna.Trial) -> float:
+            trial.set_user_attr("role", "search")
+            trial.set_user_attr("error", "TrialStopped: worker terminated")
+            if stopped:
+                trial.set_user_attr(lifecycle.STOPPED_ATTR, True)
+            raise RuntimeError("stopped")
+
+        return objective
+
+    limit = max(5, 2 * spec.n_trials) + 1
+    study.optimize(failing(True), n_trials=limit, catch=(RuntimeError,))
+    assert lifecycle.advance(storage, "s9").state == "open"
+    study.optimize(failing(False), n_trials=limit, catch=(RuntimeError,))
+    assert lifecycle.advance(storage, "s9").state == "failed"
+
+
 def test_rank_agreement() -> None:
     assert lifecycle.rank_agreement([0.1, 0.2, 0.3], [0.5, 0.6, 0.7]) == pytest.approx(1.0)
     assert lifecycle.rank_agreement([0.1, 0.2, 0.3], [0.7, 0.6, 0.5]) == pytest.approx(-1.0)

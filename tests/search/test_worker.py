@@ -129,6 +129,7 @@ def test_a_stopped_worker_hands_its_trial_back_whatever_retries_it_used(
     stopped, back = study.get_trials()
     assert stopped.state == TrialState.FAIL and len(stopped.intermediate_values) < 60
     assert stopped.user_attrs["error"] == "TrialStopped: worker terminated"
+    assert stopped.user_attrs[lifecycle.STOPPED_ATTR] is True  # not counted as a failure
     assert back.state == TrialState.WAITING and back.params == stopped.params
     assert back.user_attrs["role"] == "baseline"
     assert back.system_attrs["retry_history"] == [7, 8, stopped.number]
