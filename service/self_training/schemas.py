@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from search.training.recipe import Arch
+
 _MAX_ID = 2**31 - 1
 
 
@@ -38,7 +40,7 @@ class StudentCreate(BaseModel):
     """The students' size and noise (see `search.self_training.StudentOptions`)."""
 
     model_config = ConfigDict(extra="forbid")
-    arch: Literal["resnet8", "resnet20", "wrn-16-2", "wrn-28-2", "airbench"] | None = None
+    arch: Arch | None = None  # the recipe's own list (torch-free), timm architectures included
     width: float | None = Field(default=None, ge=0.0625, le=4.0)
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
     drop_path: float = Field(default=0.0, ge=0.0, lt=1.0)
