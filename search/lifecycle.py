@@ -9,13 +9,17 @@ and ``priority``; trials carry a ``role`` user attr:
 - ``candidate``: strategies whose search trials are not proxy trainings (fast-autoaugment score
   candidates by density matching) get one candidate trial that trains the merged policy like a
   baseline, so it can be compared with the baselines.
-- ``final``: the final pick. Once the search budget is spent, the best distinct searched
-  policies and the best baselines by proxy value (``spec.final_pick``) are each retrained with
+- ``final``: the final pick. The best baselines by proxy value and, once the search budget
+  is spent, the best distinct searched policies (``spec.final_pick``) are each retrained with
   the final recipe on the whole training part, one ``final`` trial per contender (fixed params
   ``final`` = contender index, ``attempt``). The served policy is the contender with the best
   validation accuracy at that fidelity, never a proxy-only winner; the study attr ``final_pick``
-  lists the contenders, and the result records their proxy and final values and the Kendall
-  tau between the two rankings (how far the proxy could be trusted).
+  lists the contenders (presets first), and the result records their proxy and final values
+  and the Kendall tau between the two rankings (how far the proxy could be trusted).
+  The preset contenders depend on the baselines alone: they are chosen (study attr
+  ``final_pick_presets``) and their finals enqueued as soon as every baseline is over, so that
+  they train beside the search trials instead of after them (the pick's trainings would
+  otherwise leave workers idle at the end: three finals on two workers take two rounds).
 
 The budget: every search trial that starts training counts (`budget_used`), pruned or not; a
 trial turned away at its start (budget full, search not open) carries the ``skipped`` attr and
@@ -59,6 +63,9 @@ MAX_FINAL_ATTEMPTS = 3
 STOPPED_ATTR = "stopped"
 #: Final trials' user attr holding the validation cross-entropy (the final pick's tie-break).
 VAL_LOSS_ATTR = "val_loss"
+#: Study attr: the preset contenders, chosen once every baseline is over (contender indices
+#: 0 .. len - 1 of the final pick).
+PRESET_PICK_ATTR = "final_pick_presets"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 
@@ -327,6 +334,7 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
     by_role: dict[str, list[FrozenTrial]] = {r: [] for r in ROLES}
     for t in trials:
         by_role.setdefault(role_of(t), []).append(t)
+    _pick_presets(study, spec, by_role["baseline"])
     complete = [t for t in by_role["search"] if t.state == TrialState.COMPLETE]
     failed = [
         t
@@ -353,52 +361,84 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
             return OPEN
         if any(t.state in _UNFINISHED for t in candidates):
             return OPEN
-    contenders = final_pick(trials, spec)
+    presets = study.user_attrs.get(PRESET_PICK_ATTR)
+    if presets is None:  # a search that began before presets were picked early
+        presets = [_contender_attr(c) for c in pick_presets(trials, spec)]
+    searched = pick_searched(trials, spec, presets)
+    contenders = [*presets, *(_contender_attr(c) for c in searched)]
     if not contenders:
         return _fail(study, "no baseline or candidate trial completed; nothing to retrain")
-    study.set_user_attr("final_pick", [_contender_attr(c) for c in contenders])
+    study.set_user_attr("final_pick", contenders)
     # The state first: a worker that pops a final trial of a search still open prunes it
     # ("not needed"), which would spend one of its attempts. `_advance_finalizing` enqueues
-    # any contender left without a trial, should this process stop in between.
+    # any contender left without a trial, should this process stop in between. The presets'
+    # finals already enqueued are skipped (same fixed params).
     study.set_user_attr("state", FINALIZING)
     for index, contender in enumerate(contenders):
         _enqueue_final(study, index, contender, attempt=0)
     return FINALIZING
 
 
-def final_pick(trials: list[FrozenTrial], spec: SearchSpec) -> list[BestPolicy]:
-    """The contenders retrained at final fidelity: best searched policies, then best presets.
+def _pick_presets(study: optuna.Study, spec: SearchSpec, baselines: list[FrozenTrial]) -> None:
+    """Choose the preset contenders and enqueue their finals once every baseline is over."""
+    if PRESET_PICK_ATTR in study.user_attrs or any(t.state in _UNFINISHED for t in baselines):
+        return
+    presets = [_contender_attr(c) for c in pick_presets(baselines, spec)]
+    study.set_user_attr(PRESET_PICK_ATTR, presets)
+    for index, contender in enumerate(presets):
+        _enqueue_final(study, index, contender, attempt=0)
 
-    Searched policies (search trials of strategies that train, candidates of those that do
-    not) are taken by proxy value, one per distinct policy and recipe; then the baselines by
-    proxy value. Ties go to the lower validation loss, then to the earlier trial.
+
+def preset_final_ready(study: optuna.Study, contender: int) -> bool:
+    """Whether a final trial of a search still open is one of its early preset contenders."""
+    return contender < len(study.user_attrs.get(PRESET_PICK_ATTR) or [])
+
+
+def pick_presets(trials: list[FrozenTrial], spec: SearchSpec) -> list[BestPolicy]:
+    """The preset contenders: the ``spec.final_pick.presets`` best baselines by proxy value."""
+    return _best_distinct(trials, {"baseline"}, spec.final_pick.presets, [])
+
+
+def pick_searched(
+    trials: list[FrozenTrial], spec: SearchSpec, presets: list[dict[str, Any]]
+) -> list[BestPolicy]:
+    """The searched contenders: the ``spec.final_pick.candidates`` best searched policies.
+
+    Searched policies are the search trials of strategies that train and the candidates of
+    those that do not, one per distinct policy and recipe, none equal to a picked preset.
     """
-    searched_roles = {"candidate"}
+    roles = {"candidate"}
     if get_strategy(spec.strategy, spec).trains_in_search:
-        searched_roles.add("search")
-    pools: dict[str, list[BestPolicy]] = {"searched": [], "baseline": []}
-    for t in trials:
-        if t.state != TrialState.COMPLETE or t.value is None or "policy" not in t.user_attrs:
-            continue
-        role = role_of(t)
-        pool = "baseline" if role == "baseline" else "searched" if role in searched_roles else None
-        if pool is not None:
-            pools[pool].append(_best_of(t))
+        roles.add("search")
+    return _best_distinct(trials, roles, spec.final_pick.candidates, presets)
+
+
+def _best_distinct(
+    trials: list[FrozenTrial], roles: set[str], limit: int, taken: list[dict[str, Any]]
+) -> list[BestPolicy]:
+    """The ``limit`` best complete trials of ``roles`` by proxy value, one per distinct policy
+    and recipe and none equal to a ``taken`` contender; ties go to the lower validation loss,
+    then to the earlier trial."""
+    pool = [
+        _best_of(t)
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.value is not None
+        and "policy" in t.user_attrs
+        and role_of(t) in roles
+    ]
+    seen = {_policy_key(c["policy"], c.get("recipe_overrides", {})) for c in taken}
     picked: list[BestPolicy] = []
-    seen: set[str] = set()
-    for pool, limit in (
-        ("searched", spec.final_pick.candidates),
-        ("baseline", spec.final_pick.presets),
-    ):
-        taken = 0
-        for best in sorted(pools[pool], key=BestPolicy.rank):
-            key = repr((sorted(best.policy.items()), sorted(best.recipe_overrides.items())))
-            if taken >= limit or key in seen:
-                continue
+    for best in sorted(pool, key=BestPolicy.rank):
+        key = _policy_key(best.policy, best.recipe_overrides)
+        if len(picked) < limit and key not in seen:
             seen.add(key)
             picked.append(best)
-            taken += 1
     return picked
+
+
+def _policy_key(policy: dict[str, Any], overrides: dict[str, Any]) -> str:
+    return repr((sorted(policy.items()), sorted(overrides.items())))
 
 
 def _best_of(t: FrozenTrial) -> BestPolicy:

@@ -51,6 +51,7 @@ from search.lifecycle import (
     STOPPED_ATTR,
     VAL_LOSS_ATTR,
     budget_used,
+    preset_final_ready,
     role_of,
 )
 from search.spec import SearchSpec
@@ -241,7 +242,9 @@ class Objective:
     ) -> None:
         if state == CANCELLED:
             raise TrialStopped("search cancelled")
-        if role == "final" and state != FINALIZING:
+        if role == "final" and state != FINALIZING and not (
+            state == OPEN and preset_final_ready(study, int(trial.user_attrs.get("contender", -1)))
+        ):
             raise optuna.TrialPruned(f"final trial not needed (search is {state})")
         if role in ("final", "candidate") and _superseded(study, trial, role):
             raise optuna.TrialPruned(f"duplicate {role} trial: an earlier one holds its place")

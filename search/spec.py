@@ -177,6 +177,11 @@ class FinalPick(BaseModel):
     validation accuracy of those trainings, and the rank agreement of proxy and final values
     (Kendall tau) is recorded.
 
+    The presets' finals start as soon as every baseline is over, beside the search trials.
+    The default of three contenders keeps the whole search near three final trainings of wall
+    time on two workers (docs/benchmarks.md); in every benchmark run so far the winner was one
+    of the two searched policies or the best preset by proxy.
+
     Attributes:
         candidates: searched policies retrained (0 keeps only presets).
         presets: baselines retrained.
@@ -185,7 +190,7 @@ class FinalPick(BaseModel):
     model_config = _STRICT
 
     candidates: int = Field(default=2, ge=0, le=10)
-    presets: int = Field(default=2, ge=0, le=len(get_args(BaselineName)))
+    presets: int = Field(default=1, ge=0, le=len(get_args(BaselineName)))
 
     @property
     def size(self) -> int:

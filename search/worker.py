@@ -195,6 +195,8 @@ class Worker:
         self.jobs_done = 0
         self._studies: dict[str, optuna.Study] = {}
         self._specs: dict[str, SearchSpec] = {}
+        #: Searches whose preset contenders are picked (an open search advances once for them).
+        self._presets_picked: set[str] = set()
         self._reaped_at: dict[str, float] = {}
         self.register_interval = min(REGISTER_INTERVAL_S, float(heartbeat_interval))
         self._registry: optuna.Study | None = None
@@ -337,8 +339,13 @@ class Worker:
             trials = study.get_trials(deepcopy=False)
             state = summary.user_attrs["state"]
             running = self._work(study, state, trials)
-            if running is None and self._may_advance(study, state, trials):
-                running = self._advanced_work(study, search_id)
+            # An open search with work left may still move on: its presets' finals are
+            # enqueued once the baselines are over.
+            if (running is None or state == lifecycle.OPEN) and self._may_advance(
+                study, state, trials
+            ):
+                advanced = self._advanced_work(study, search_id)
+                running = advanced if advanced is not None else running
             if running is None:
                 continue
             priority = int(summary.user_attrs.get("priority", 0))
@@ -386,8 +393,9 @@ class Worker:
     ) -> bool:
         """Whether the search's stage may be over, so `lifecycle.advance` has work to do.
 
-        An open search moves on only once its budget of search trainings is spent (or too many
-        failed); other states have final trials to watch.
+        An open search moves on once its baselines are over (its presets' finals are then
+        picked) and once its budget of search trainings is spent (or too many failed); other
+        states have final trials to watch.
 
         Args:
             study: the search's study.
@@ -404,7 +412,17 @@ class Worker:
             1 for t in trials if t.state == TrialState.FAIL and lifecycle.role_of(t) == "search"
         )
         used = lifecycle.budget_used(list(trials), running=False)
-        return used >= spec.n_trials or failed > max(5, 2 * spec.n_trials)
+        if used >= spec.n_trials or failed > max(5, 2 * spec.n_trials):
+            return True
+        if search_id in self._presets_picked:
+            return False
+        baselines = [t for t in trials if lifecycle.role_of(t) == "baseline"]
+        if not baselines or not all(t.state.is_finished() for t in baselines):
+            return False
+        if lifecycle.PRESET_PICK_ATTR in study.user_attrs:
+            self._presets_picked.add(search_id)
+            return False
+        return True
 
     def _work(
         self, study: optuna.Study, state: str, trials: Sequence[FrozenTrial] | None = None

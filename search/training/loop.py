@@ -359,5 +359,9 @@ def train(
         )
     trial.model.eval()
     metrics = _metrics(progress, final, time.perf_counter() - started)
-    state = {k: v.detach().to("cpu", copy=True) for k, v in trial.model.state_dict().items()}
+    # Contiguous (channels-last weights are not): safetensors stores plain layouts only.
+    state = {
+        k: v.detach().to("cpu", copy=True).contiguous()
+        for k, v in trial.model.state_dict().items()
+    }
     return TrainResult(metrics, progress.history, state, trial.model, train_set.mean, train_set.std)

@@ -10,14 +10,18 @@ The estimate follows the order in which the lifecycle runs the work (`search.lif
    mean of the complete proxy trainings.
 2. the candidate of strategies that score rather than train (``fast-autoaugment``), once.
 3. the final pick, which starts when the search stage is over: one training per contender
-   (before it starts, as many as ``final_pick`` asks for). A final lasts the mean of the
+   (before it starts, as many as ``final_pick`` asks for); the presets' finals are
+   enqueued once the baselines are over and run in the search stage, before the search
+   trials not yet drawn. A final lasts the mean of the
    finals already done, or else the mean complete proxy training scaled by the planned work of
    a final training over a proxy training (`final_work_ratio`).
 
-Each stage is spread over ``lanes`` (the most trainings of the search that run at once: its
-parallelism, capped by the live workers) by a greedy list schedule: a lane takes the next
-training as soon as it is free, after the handover its workers took between two trials so far
-(looking for work, advancing the search, asking Optuna). A finished trial lasted what its
+The trainings are spread over ``lanes`` (the most trainings of the search that run at once:
+its parallelism, capped by the live workers) by a greedy list schedule (`schedule`): a lane
+takes the next training as soon as it is free, after the handover its workers took between two
+trials so far (looking for work, advancing the search, asking Optuna); a stage starts when the
+trainings it waits for are over (the searched finals wait for the search trials, not for the
+presets' finals). A finished trial lasted what its
 timestamps say, or its own ``duration_s`` when longer. Turned-away (``skipped``) trials are not
 trainings and count nowhere.
 """
@@ -105,6 +109,28 @@ def makespan(jobs: Sequence[float], lanes: int) -> float:
     for job in jobs:
         heapq.heapreplace(free, free[0] + job)
     return max(free)
+
+
+#: A training left: its expected seconds, and whether the next stage waits for it.
+Job = tuple[float, bool]
+
+
+def schedule(stages: Sequence[Sequence[Job]], lanes: int) -> float:
+    """Seconds until every job is done: jobs in order, each on the lane free first; a stage's
+    jobs start once the gating jobs of the stages before it are done. A job that gates
+    nothing (a preset's final, which runs beside the search trials) only holds its lane."""
+    free = [0.0] * max(1, lanes)
+    gate = end = 0.0
+    for jobs in stages:
+        next_gate = gate
+        for seconds, gates in jobs:
+            finish = max(heapq.heappop(free), gate) + seconds
+            heapq.heappush(free, finish)
+            end = max(end, finish)
+            if gates:
+                next_gate = max(next_gate, finish)
+        gate = next_gate
+    return end
 
 
 def _mean(values: list[float]) -> float | None:
@@ -209,22 +235,24 @@ def eta_s(
         stages = _stages(trials, spec, state, estimate, now or datetime.now(UTC))
     except _Unknown:
         return None
-    return sum(makespan(jobs, lanes) for jobs in stages)
+    return schedule(stages, lanes)
 
 
 class _Unknown(Exception):
     """A training is left whose duration nothing finished yet can tell."""
 
 
-def _jobs(duration: float | None, count: int, handover: float = 0.0) -> list[float]:
+def _jobs(
+    duration: float | None, count: int, handover: float = 0.0, gates: bool = True
+) -> list[Job]:
     if count and duration is None:
         raise _Unknown
-    return [(duration or 0.0) + handover] * count
+    return [((duration or 0.0) + handover, gates)] * count
 
 
 def _left(trial: FrozenTrial, expected: float | None, now: datetime) -> float:
     """Seconds a running trial still needs (half its expected time when its start is unknown)."""
-    duration = _jobs(expected, 1)[0]
+    duration = _jobs(expected, 1)[0][0]
     start = as_aware(trial.datetime_start)
     ran = (now - start).total_seconds() if start is not None else duration / 2
     return max(duration - ran, 0.0)
@@ -236,7 +264,7 @@ def _stages(
     state: str,
     estimate: Estimate,
     now: datetime,
-) -> list[list[float]]:
+) -> list[list[Job]]:
     """The trainings left, stage by stage: search, candidate, final pick.
 
     Raises:
@@ -244,7 +272,7 @@ def _stages(
     """
     from search.lifecycle import SKIPPED_ATTR, budget_used, role_of
 
-    stages: dict[str, list[float]] = {"search": [], "candidate": [], "final": []}
+    stages: dict[str, list[Job]] = {"search": [], "candidate": [], "final": []}
     waiting: dict[str, int] = {}
     finals: dict[int, list[FrozenTrial]] = {}
     for t in trials:
@@ -256,7 +284,10 @@ def _stages(
         elif trial_state == "WAITING":
             waiting[role] = waiting.get(role, 0) + 1
         elif trial_state == "RUNNING":
-            stages["search"].append(_left(t, estimate.expected(role), now))
+            stages["search"].append((_left(t, estimate.expected(role), now), True))
+    # While the search is open, the only finals are the presets' (picked once the baselines
+    # are over): they run beside the search trials, in the search stage.
+    during = "search" if state == "open" else "final"
     finals_left = 0
     for attempts in finals.values():
         if any(t.state.name == "COMPLETE" for t in attempts):
@@ -264,7 +295,7 @@ def _stages(
         running = [t for t in attempts if t.state.name == "RUNNING"]
         if running:  # the earliest holds the contender's place; duplicates prune themselves
             first = min(running, key=lambda t: t.number)
-            stages["final"].append(_left(first, estimate.final, now))
+            stages[during].append((_left(first, estimate.final, now), during == "final"))
         else:
             finals_left += 1
     step = estimate.handover
@@ -272,13 +303,17 @@ def _stages(
         in_flight = budget_used(list(trials), running=False) + sum(
             1 for t in trials if t.state.name == "RUNNING" and role_of(t) == "search"
         )
-        # Workers take the waiting baselines before they draw new search trials.
+        presets = min(spec.final_pick.presets, len(spec.baselines))
+        # Workers take the waiting baselines, then the presets' finals (enqueued when the
+        # baselines are over), before they draw new search trials.
         stages["search"] += _jobs(estimate.proxy, waiting.get("baseline", 0), step)
+        early = finals_left if finals else presets
+        stages["search"] += _jobs(estimate.final, early, step, gates=False)
         stages["search"] += _jobs(estimate.search, max(spec.n_trials - in_flight, 0), step)
         scored = spec.strategy == "fast-autoaugment"
         if scored and not any(role_of(t) == "candidate" for t in trials):
             stages["candidate"] += _jobs(estimate.proxy, 1, step)
-        finals_left = planned_finals(spec)
+        finals_left = max(planned_finals(spec) - presets, 0)
     stages["candidate"] += _jobs(estimate.proxy, waiting.get("candidate", 0), step)
     stages["final"] += _jobs(estimate.final, finals_left, step)
     return list(stages.values())

@@ -116,7 +116,8 @@ def progress(
         "budget_used": budget_used(trials),
         "baselines": dict(status.baselines),
         "finals_done": pick["done"] if pick else 0,
-        "finals": pick["size"] if pick else planned_finals(spec),
+        # While the search is open only the presets' finals exist: the rest are still planned.
+        "finals": pick["size"] if pick and status.state != "open" else planned_finals(spec),
         "final_pick": pick,
         "best_search_value": max(search_values) if search_values else None,
         "best_baseline_value": max(baseline_values) if baseline_values else None,

@@ -102,24 +102,35 @@ def _finals(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_search_runs_to_done_through_the_final_pick(storage: optuna.storages.RDBStorage) -> None:
-    lifecycle.create_search_study(storage, "s2", _spec())
+    lifecycle.create_search_study(
+        storage, "s2", _spec(final_pick={"candidates": 2, "presets": 2})
+    )
     study = lifecycle.load_search_study(storage, "s2")
-    _drain(study, cheap_objective(0.8), 4)  # two baselines, two search trials
+    _drain(study, cheap_objective(0.8), 2)  # the two baselines
+    status = lifecycle.advance(storage, "s2")
+    lifecycle.advance(storage, "s2")  # idempotent: one final trial per preset
+    # The presets' finals are enqueued as soon as the baselines are over, best proxy first:
+    # they train beside the search trials.
+    assert status.state == "open"
+    finals = _finals(study)
+    assert [t.user_attrs["baseline"] for t in finals] == ["none", "randaugment-2-9"]
+    assert [t.user_attrs["contender"] for t in finals] == [0, 1]
+    _drain(study, cheap_objective(0.8), 4)  # the waiting finals first, then two search trials
     status = lifecycle.advance(storage, "s2")
     assert status.state == "open" and status.count("search", "COMPLETE") == 2
+    assert [t.state for t in _finals(study)] == [TrialState.COMPLETE] * 2
     _drain(study, cheap_objective(0.8), 1)
     status = lifecycle.advance(storage, "s2")
-    lifecycle.advance(storage, "s2")  # idempotent: one final trial per contender
+    lifecycle.advance(storage, "s2")
     assert status.state == "finalizing"
     finals = _finals(study)
-    # Two best distinct searched policies, then the two baselines, best proxy value first.
-    assert [t.user_attrs["source_role"] for t in finals] == ["search", "search", "baseline",
-                                                             "baseline"]  # fmt: skip
-    assert [t.user_attrs["baseline"] for t in finals[2:]] == ["none", "randaugment-2-9"]
-    assert all(t.state == TrialState.WAITING for t in finals)
-    assert status.best is not None and finals[0].user_attrs["policy"] == status.best.policy
+    # Then the two best distinct searched policies.
+    assert [t.user_attrs["source_role"] for t in finals] == ["baseline", "baseline", "search",
+                                                             "search"]  # fmt: skip
+    assert [t.state for t in finals[2:]] == [TrialState.WAITING] * 2
+    assert status.best is not None and finals[2].user_attrs["policy"] == status.best.policy
     assert status.baselines == BASELINE_VALUES
-    _drain(study, cheap_objective(0.8), 3)
+    _drain(study, cheap_objective(0.8), 1)
     assert lifecycle.advance(storage, "s2").state == "finalizing"  # one contender still to train
     _drain(study, cheap_objective(0.8), 1)
     status = lifecycle.advance(storage, "s2")
@@ -130,7 +141,7 @@ def test_search_runs_to_done_through_the_final_pick(storage: optuna.storages.RDB
     assert status.result["accuracy"] == 0.97
     assert load_policy(status.result["policy"]).kind == "randaugment"
     rows = status.result["final_pick"]
-    assert [r["final_value"] for r in rows] == [0.95, 0.95, 0.90, 0.97]
+    assert [r["final_value"] for r in rows] == [0.90, 0.97, 0.95, 0.95]
     assert status.result["kendall_tau"] is not None and status.result["kendall_tau"] < 0
     assert status.count("search", "COMPLETE") == 3
 
@@ -142,7 +153,7 @@ def test_final_pick_sizes_and_a_searched_winner(storage: optuna.storages.RDBStor
     _drain(study, cheap_objective(0.1, {"none": 0.5}), 3)
     assert lifecycle.advance(storage, "s3").state == "finalizing"
     finals = _finals(study)
-    assert [t.user_attrs["label"] for t in finals] == ["search #2", "none"]
+    assert [t.user_attrs["label"] for t in finals] == ["none", "search #2"]
     _drain(study, cheap_objective(0.1, {"none": 0.5}), 2)
     status = lifecycle.advance(storage, "s3")
     assert status.result is not None and status.result["winner"] == "search #2"
@@ -198,8 +209,10 @@ def test_proxy_ties_rank_by_validation_loss() -> None:
     ]
     best = lifecycle.best_policy(trials, spec)
     assert best is not None and best.trial_number == 1
-    picked = lifecycle.final_pick(trials, spec)
-    assert [(b.trial_number, b.loss) for b in picked] == [(4, 0.2), (3, 0.3), (1, 0.1)]
+    presets = lifecycle.pick_presets(trials, spec)
+    assert [(b.trial_number, b.loss) for b in presets] == [(1, 0.1)]
+    picked = lifecycle.pick_searched(trials, spec, [])
+    assert [(b.trial_number, b.loss) for b in picked] == [(4, 0.2), (3, 0.3)]
 
 
 def test_stopped_trials_never_count_as_failures(storage: optuna.storages.RDBStorage) -> None:
@@ -281,7 +294,7 @@ def test_a_failed_contender_is_dropped_and_the_others_decide(
         status = lifecycle.advance(storage, "s8")
     assert status.state == "done" and status.result is not None
     assert status.result["winner"].startswith("search #")
-    assert [r["final_value"] for r in status.result["final_pick"]] == [0.9, None]
+    assert [r["final_value"] for r in status.result["final_pick"]] == [None, 0.9]
 
 
 def test_fail_stale_fails_and_requeues_with_the_same_params(

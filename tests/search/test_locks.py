@@ -75,7 +75,7 @@ def test_racing_advances_enqueue_the_final_pick_once(storage_url: str) -> None:
     study = _spent(storage_url, "race")
     _race(8, storage_url, lambda _, s: lifecycle.advance(s, "race"))
     finals = [t for t in study.get_trials() if lifecycle.role_of(t) == "final"]
-    assert sorted(t.user_attrs["contender"] for t in finals) == [0, 1, 2, 3]
+    assert sorted(t.user_attrs["contender"] for t in finals) == [0, 1, 2]
     assert study.user_attrs["state"] == lifecycle.FINALIZING
 
 

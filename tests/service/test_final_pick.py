@@ -74,9 +74,12 @@ def test_the_api_shows_the_final_pick_while_it_runs(finished: dict[str, Any]) ->
     assert [c["state"] for c in pick["contenders"]] == ["COMPLETE", "WAITING", "WAITING"]
     assert midway["progress"]["finals_done"] == 1 and midway["progress"]["finals"] == 3
     assert midway["progress"]["budget_used"] == 3 and midway["progress"]["eta_s"] is not None
+    # The preset's final ran while the search was open, right after the baseline (trial 0)
+    # and before the search trials.
+    first = pick["contenders"][0]
+    assert first["label"] == "none" and first["final_trial"] == 1
     # While the pick runs, a final's value outranks every proxy value.
     policy = finished["policy_midway"]
-    first = pick["contenders"][0]
     assert policy["provisional"] is True and policy["accuracy"] == first["final_value"]
 
 
@@ -85,8 +88,9 @@ def test_the_api_exposes_the_final_pick_typed(client: TestClient, finished: dict
     pick = SearchRead.model_validate(search).final_pick
     assert pick is not None and pick.size == pick.done == 3
     labels = [c.label for c in pick.contenders]
-    assert labels[2] == "none" and all(label.startswith("search #") for label in labels[:2])
-    proxies = [c.proxy_value or 0.0 for c in pick.contenders[:2]]
+    # The preset first (picked as soon as the baselines were over), then the searched ones.
+    assert labels[0] == "none" and all(label.startswith("search #") for label in labels[1:])
+    proxies = [c.proxy_value or 0.0 for c in pick.contenders[1:]]
     assert proxies == sorted(proxies, reverse=True)  # searched policies by proxy value
     for c in pick.contenders:
         assert c.final_value == pytest.approx(1.0 - (c.proxy_value or 0.0))

@@ -101,13 +101,22 @@ def test_eta_uses_every_finished_search_training_lanes_and_the_final_pick() -> N
     # Search trainings last mean(10, 2, 2, 10) = 6 s (the pruned ones count); baselines and
     # the final pick are never pruned: a proxy training lasts 10 s and the final recipe is
     # the proxy's trained 3x longer on the same images (no train_size): 30 s.
-    # Search stage on 2 lanes: the running trial's last 2 s, 1 unstarted search training
-    # (6 - 5 in flight), the waiting baseline (10 s): lanes end at 2 + 6 = 8 and 10 s.
-    # Final pick: 2 trainings of 30 s on 2 lanes.
+    # Search stage on 2 lanes, in the order workers take them: the running trial's last 2 s,
+    # the waiting baseline (10 s, lane 1 ends at 10), the preset's final (30 s, enqueued when
+    # the baselines are over: lane 2 from 2 s to 32 s), 1 unstarted search training
+    # (6 - 5 in flight: lane 1 to 16 s). The searched final waits for the search trials only:
+    # lane 1 from 16 s to 46 s.
     got = eta_s(trials, spec, "open", lanes=2, now=NOW)
-    assert got == pytest.approx(10.0 + 30.0)
+    assert got == pytest.approx(46.0)
     # One lane: everything in a row.
     assert eta_s(trials, spec, "open", lanes=1, now=NOW) == pytest.approx(2 + 6 + 10 + 60)
+    # Once the preset's final runs (5 s so far), it holds a lane beside the search trials.
+    done, preset = trials[:1], {"contender": 0, "baseline": "none"}
+    later = [*done, _trial(1, "baseline", TrialState.COMPLETE, 10.0, 0.6, 4, baseline="x"),
+             *trials[2:], _trial(8, "final", TrialState.RUNNING, 5.0, **preset)]  # fmt: skip
+    # Lanes: running search trial 2 s, preset final 25 s left, the search training 6 s (lane
+    # 1: 2 -> 8), the searched final from 8 s: 38 s.
+    assert eta_s(later, spec, "open", lanes=2, now=NOW) == pytest.approx(38.0)
     # Nothing finished: no estimate.
     assert eta_s(trials[1:2], spec, "open", lanes=2, now=NOW) is None
     assert eta_s(trials, spec, "done", lanes=2, now=NOW) is None
