@@ -242,10 +242,11 @@ class Objective:
     ) -> None:
         if state == CANCELLED:
             raise TrialStopped("search cancelled")
-        if role == "final" and state != FINALIZING and not (
-            state == OPEN and preset_final_ready(study, int(trial.user_attrs.get("contender", -1)))
-        ):
-            raise optuna.TrialPruned(f"final trial not needed (search is {state})")
+        if role == "final" and state != FINALIZING:
+            # An open search runs only its presets' finals (picked once the baselines are over).
+            contender = int(trial.user_attrs.get("contender", -1))
+            if state != OPEN or not preset_final_ready(study, contender):
+                raise optuna.TrialPruned(f"final trial not needed (search is {state})")
         if role in ("final", "candidate") and _superseded(study, trial, role):
             raise optuna.TrialPruned(f"duplicate {role} trial: an earlier one holds its place")
         if role != "search":

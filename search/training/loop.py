@@ -361,7 +361,6 @@ def train(
     metrics = _metrics(progress, final, time.perf_counter() - started)
     # Contiguous (channels-last weights are not): safetensors stores plain layouts only.
     state = {
-        k: v.detach().to("cpu", copy=True).contiguous()
-        for k, v in trial.model.state_dict().items()
+        k: v.detach().to("cpu", copy=True).contiguous() for k, v in trial.model.state_dict().items()
     }
     return TrainResult(metrics, progress.history, state, trial.model, train_set.mean, train_set.std)

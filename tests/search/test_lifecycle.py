@@ -102,9 +102,7 @@ def _finals(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_search_runs_to_done_through_the_final_pick(storage: optuna.storages.RDBStorage) -> None:
-    lifecycle.create_search_study(
-        storage, "s2", _spec(final_pick={"candidates": 2, "presets": 2})
-    )
+    lifecycle.create_search_study(storage, "s2", _spec(final_pick={"candidates": 2, "presets": 2}))
     study = lifecycle.load_search_study(storage, "s2")
     _drain(study, cheap_objective(0.8), 2)  # the two baselines
     status = lifecycle.advance(storage, "s2")
