@@ -379,9 +379,15 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
     return FINALIZING
 
 
+def baselines_over(trials: list[FrozenTrial]) -> bool:
+    """Whether the search has baselines and none is running or waiting (presets can be picked)."""
+    baselines = [t for t in trials if role_of(t) == "baseline"]
+    return bool(baselines) and not any(t.state in _UNFINISHED for t in baselines)
+
+
 def _pick_presets(study: optuna.Study, spec: SearchSpec, baselines: list[FrozenTrial]) -> None:
     """Choose the preset contenders and enqueue their finals once every baseline is over."""
-    if PRESET_PICK_ATTR in study.user_attrs or any(t.state in _UNFINISHED for t in baselines):
+    if PRESET_PICK_ATTR in study.user_attrs or not baselines_over(baselines):
         return
     presets = [_contender_attr(c) for c in pick_presets(baselines, spec)]
     study.set_user_attr(PRESET_PICK_ATTR, presets)

@@ -416,8 +416,7 @@ class Worker:
             return True
         if search_id in self._presets_picked:
             return False
-        baselines = [t for t in trials if lifecycle.role_of(t) == "baseline"]
-        if not baselines or not all(t.state.is_finished() for t in baselines):
+        if not lifecycle.baselines_over(list(trials)):
             return False
         if lifecycle.PRESET_PICK_ATTR in study.user_attrs:
             self._presets_picked.add(search_id)
