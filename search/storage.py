@@ -13,6 +13,9 @@ heartbeats and the retry of stale trials are configured once:
   *lease* instead: a trial system attr refreshed every heartbeat interval. `fail_stale_trials`
   fails RUNNING trials whose heartbeat (RDB) or lease (any storage) is older than the grace
   period, and re-queues them with the same params.
+- Claiming a waiting trial (WAITING -> RUNNING) is one conditional UPDATE (`ClaimingRDBStorage`):
+  Optuna reads the trial, then writes it, and on SQLite (whose driver runs the read outside a
+  transaction and ignores ``FOR UPDATE``) two workers could both claim the same enqueued trial.
 - A worker writes a trial's attrs and params a batch at a time (`set_trial_user_attrs`,
   `set_trial_params`): on an RDB storage one transaction per batch, through Optuna's own
   RDB helpers, instead of one per key; other storages get one call per key.
@@ -21,6 +24,7 @@ heartbeats and the retry of stale trials are configured once:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import sqlite3
 import threading
@@ -39,7 +43,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages._rdb import models as rdb_models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import event
+from sqlalchemy import event, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -210,7 +214,7 @@ def make_storage(
     with warnings.catch_warnings():
         # Heartbeats are marked experimental; they are what we rely on.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(
+        storage = ClaimingRDBStorage(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
@@ -224,6 +228,39 @@ def make_storage(
         event.listen(storage.engine, "connect", _fast_commits)
         storage.engine.dispose()
     return storage
+
+
+class ClaimingRDBStorage(RDBStorage):
+    """An RDBStorage whose claim of a waiting trial is atomic on every database.
+
+    Optuna's `RDBStorage.set_trial_state_values` reads the trial ``FOR UPDATE``, checks that
+    it is WAITING, then writes RUNNING. SQLite ignores ``FOR UPDATE`` and Python's sqlite3
+    driver runs the read outside a transaction, so two workers that pop the same enqueued
+    trial both read WAITING and both run it (every time, in a two-thread test); the second to
+    finish then fails with "Cannot tell a COMPLETE trial". Here the claim is one
+    ``UPDATE ... WHERE state = 'WAITING'``, which only one caller can win; every other state
+    change is Optuna's own.
+    """
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        if state != TrialState.RUNNING or values is not None:
+            return super().set_trial_state_values(trial_id, state, values)
+        model = rdb_models.TrialModel
+        claim = (
+            update(model)
+            .where(model.trial_id == trial_id, model.state == TrialState.WAITING)
+            .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now())
+        )
+        with self.engine.begin() as connection:
+            claimed = connection.execute(claim).rowcount == 1
+        if not claimed:
+            # Optuna's contract: a finished trial cannot be updated (it raises for those).
+            with _create_scoped_session(self.scoped_session) as session:
+                found = model.find_or_raise_by_id(trial_id, session)
+                self.check_trial_is_updatable(trial_id, found.state)
+        return claimed
 
 
 def _fast_commits(dbapi_connection: Any, _record: Any) -> None:
