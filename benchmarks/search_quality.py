@@ -91,7 +91,13 @@ def _search(label: str, folder: Path, workdir: Path, workers: int) -> SearchRun:
         raise RuntimeError(f"search {label!r} ended {result.state}: {result.status.error}")
     trials = optuna.load_study(study_name=lifecycle.study_name(label), storage=url).get_trials()
     finals = [t for t in trials if lifecycle.role_of(t) == "final" and t.value is not None]
-    trained = [t for t in trials if t.user_attrs.get("epochs")]  # every training reports
+    # Every training reports its epochs; a starting point that reuses a baseline's result
+    # (``reused_from``) did not train.
+    trained = [
+        t
+        for t in trials
+        if t.user_attrs.get("epochs") and t.user_attrs.get(lifecycle.REUSED_ATTR) is None
+    ]
     proxies = [t for t in trained if lifecycle.role_of(t) != "final"]
     return SearchRun(
         label=label,

@@ -63,6 +63,9 @@ MAX_FINAL_ATTEMPTS = 3
 STOPPED_ATTR = "stopped"
 #: Final trials' user attr holding the validation cross-entropy (the final pick's tie-break).
 VAL_LOSS_ATTR = "val_loss"
+#: Search trial attr: the number of the baseline whose proxy training it reuses (a starting
+#: point that is a preset trained as a baseline is not trained twice).
+REUSED_ATTR = "reused_from"
 #: Study attr: the preset contenders, chosen once every baseline is over (contender indices
 #: 0 .. len - 1 of the final pick).
 PRESET_PICK_ATTR = "final_pick_presets"

@@ -30,7 +30,7 @@ import optuna
 from optuna.artifacts._protocol import ArtifactStore
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ops.policy import Policy, load_policy
 from search.checkpoints import ModelCard, save_checkpoint, save_model_card
@@ -47,6 +47,7 @@ from search.lifecycle import (
     CLAIM_ATTR,
     FINALIZING,
     OPEN,
+    REUSED_ATTR,
     SKIPPED_ATTR,
     STOPPED_ATTR,
     VAL_LOSS_ATTR,
@@ -271,6 +272,10 @@ class Objective:
         dumped = policy.model_dump(mode="json")
         if dumped != trial.user_attrs.get("policy"):  # enqueued trials usually carry theirs
             pending["policy"] = dumped
+        if role == "search" and trial.user_attrs.get("start_point") and not overrides:
+            baseline = _trained_as_baseline(trial.study, dumped)
+            if baseline is not None:
+                return _reuse(trial, baseline, pending)
         if self.train_fn is not None:
             set_user_attrs(trial, pending)
             pending.clear()
@@ -285,6 +290,8 @@ class Objective:
         train_set = data.final_train if role == "final" else data.search_train
         recipe = _recipe(spec.final if role == "final" else spec.recipe, overrides)
         recipe = recipe.for_size(len(train_set))
+        if role != "final":
+            recipe = recipe.with_proxy_validation()
         if not scores:
             pending["recipe"] = recipe.model_dump(mode="json", exclude_defaults=True)
             pending[PLANNED_EPOCHS_ATTR] = recipe.epochs
@@ -328,11 +335,12 @@ class Objective:
         data: SearchData,
         role: str,
     ) -> TrainResult:
-        history: list[float] = []
+        history: list[float | None] = []  # per epoch; None where the epoch did not validate
         train_set = data.final_train if role == "final" else data.search_train
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             accuracy = float(metrics["val_accuracy"])
+            history.extend([None] * (epoch - 1 - len(history)))
             history.append(accuracy)
             trial.set_user_attr("epochs", history)
             if role != "final":
@@ -389,6 +397,36 @@ class Objective:
         trial.set_user_attr("model_card", card_id)
         trial.set_user_attr("sha256", sha)
         return metrics["val_accuracy"]
+
+
+def _trained_as_baseline(study: optuna.Study, policy: dict[str, Any]) -> FrozenTrial | None:
+    """The complete baseline that trained exactly this policy with the proxy recipe, if any."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if (
+            role_of(t) == "baseline"
+            and t.user_attrs.get("policy") == policy
+            and not t.user_attrs.get("recipe_overrides")
+            and t.value is not None
+        ):
+            return t
+    return None
+
+
+def _reuse(trial: optuna.Trial, baseline: FrozenTrial, pending: dict[str, Any]) -> float:
+    """Give a search trial the result of the baseline that trained its policy.
+
+    A starting point that is a preset (RandAugment(2, 9)) is the baseline of that preset: same
+    policy, recipe, data and seed, hence the same training. The trial takes its curve, loss and
+    value (the sampler and the pruner see them as a search result) and still holds its slot of
+    the budget; its ``reused_from`` attr names the baseline, and it counts nowhere as a training.
+    """
+    copied = ("epochs", VAL_LOSS_ATTR, "recipe", PLANNED_EPOCHS_ATTR, CHANCE_ATTR)
+    attrs = {k: baseline.user_attrs[k] for k in copied if k in baseline.user_attrs}
+    set_user_attrs(trial, {**pending, **attrs, REUSED_ATTR: baseline.number})
+    pending.clear()
+    for step, value in sorted(baseline.intermediate_values.items()):
+        trial.report(value, step)
+    return float(cast(float, baseline.value))
 
 
 def claim_budget_slot(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> None:

@@ -49,8 +49,14 @@ class RandAugmentStrategy(Strategy):
         )
 
     def starting_points(self) -> dict[str, dict[str, Any]]:
-        """RandAugment(2, 9), with the base left to the sampler."""
-        return dict(STARTING_POINTS)
+        """RandAugment(2, 9) with the preset's own base (no crop, no flip) where the space has it.
+
+        The point is then the ``randaugment-2-9`` baseline exactly, whose proxy result the
+        search trial reuses instead of training it again (`search.objective`).
+        """
+        return {
+            name: self.with_preset_base(name, params) for name, params in STARTING_POINTS.items()
+        }
 
     def grid(self) -> dict[str, list[Any]] | None:
         """Every N, M level, two noise levels and every base choice, if no knob is co-searched."""

@@ -126,6 +126,20 @@ class Strategy(ABC):
         """Params of the space's first trials by the preset they come from (none by default)."""
         return {}
 
+    def with_preset_base(self, preset: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` plus the base params that give the preset's own base, where the searched
+        base can express it (else they stay to the sampler)."""
+        from ops.presets import PRESETS
+
+        base = PRESETS[preset].base
+        space = self.distributions()
+        point = dict(params)
+        for name, value in ((BASE_CROP, base.crop_padding), (BASE_HFLIP, base.hflip)):
+            choices = getattr(space.get(name), "choices", ())
+            if value in choices:
+                point[name] = value
+        return point
+
     def base_grid(self) -> dict[str, list[Any]]:
         """The grid of the searched base augmentation (empty without ``searches_base``)."""
         space = self.distributions()

@@ -222,6 +222,7 @@ class _Progress:
     best_state: dict[str, torch.Tensor] | None = None
     train_images: int = 0
     train_seconds: float = 0.0
+    epochs_trained: int = 0
     stop_reason: str = "completed"
 
     def record(self, row: dict[str, float], model: nn.Module, keep_state: bool) -> None:
@@ -232,7 +233,8 @@ class _Progress:
                 self.best_state = copy.deepcopy(model.state_dict())
 
     def patience_spent(self, patience: int | None) -> bool:
-        return patience is not None and len(self.history) - self.best_epoch >= patience
+        """Whether ``patience`` epochs (not validations) went by since the best one."""
+        return patience is not None and self.epochs_trained - self.best_epoch >= patience
 
 
 def _fit(
@@ -249,6 +251,10 @@ def _fit(
         train_loss, seen, seconds = trial.train_epoch()
         progress.train_images += seen
         progress.train_seconds += seconds
+        progress.epochs_trained = epoch
+        diverged = not math.isfinite(train_loss)
+        if not (diverged or recipe.validates_after(epoch)):
+            continue
         val = evaluate(
             trial.model,
             val_set,
@@ -269,13 +275,28 @@ def _fit(
         progress.record(row, trial.model, recipe.restore_best)
         if on_epoch is not None:
             on_epoch(epoch, dict(row))  # exceptions (e.g. optuna.TrialPruned) propagate
-        if not math.isfinite(train_loss):
+        if diverged:
             progress.stop_reason = "diverged"
             break
         if progress.patience_spent(recipe.early_stopping_patience):
             progress.stop_reason = "early_stopping"
             break
     return progress
+
+
+def _last_validation(progress: _Progress) -> dict[str, float] | None:
+    """The last epoch's validation when the model ends with that epoch's weights.
+
+    Evaluation is deterministic, so validating those weights again would give the same
+    figures; on a short proxy training one validation pass is a few percent of its time.
+    """
+    if not progress.history:
+        return None
+    last = progress.history[-1]
+    kept = progress.best_epoch if progress.best_state is not None else progress.epochs_trained
+    if int(last["epoch"]) != kept:
+        return None
+    return {"accuracy": last["val_accuracy"], "loss": last["val_loss"]}
 
 
 def _metrics(progress: _Progress, final: dict[str, float], seconds: float) -> dict[str, Any]:
@@ -286,7 +307,7 @@ def _metrics(progress: _Progress, final: dict[str, float], seconds: float) -> di
         "final_val_accuracy": last.get("val_accuracy", final["accuracy"]),
         "train_loss": last.get("train_loss", math.nan),
         "best_epoch": progress.best_epoch,
-        "epochs_run": len(progress.history),
+        "epochs_run": progress.epochs_trained,
         "seconds": seconds,
         "images_per_second": progress.train_images / max(progress.train_seconds, 1e-9),
         "stop_reason": progress.stop_reason,
@@ -320,8 +341,9 @@ def train(
         device: ``cpu``, ``cuda``, ``cuda:1``...
         seed: seeds model init, shuffling, augmentation and dropout; on the CPU the same seed
             gives bit-identical weights.
-        on_epoch: called as ``on_epoch(epoch, row)`` after each epoch's validation (epoch
-            counts from 1); its exceptions propagate, which is how Optuna pruning stops a trial.
+        on_epoch: called as ``on_epoch(epoch, row)`` after each validation (epoch counts
+            from 1; with ``recipe.val_every`` only the validated epochs call it); its
+            exceptions propagate, which is how Optuna pruning stops a trial.
         should_stop: checked before each epoch; True ends training cleanly with
             ``stop_reason`` ``cancelled``.
         soft_targets: (N, classes) target distributions of the training images, used instead
@@ -348,15 +370,17 @@ def train(
         progress = _fit(trial, val_set, on_epoch, should_stop)
         if progress.best_state is not None:
             trial.model.load_state_dict(progress.best_state)
-        final = evaluate(
-            trial.model,
-            val_set,
-            dev,
-            batch_size=recipe.eval_batch_size,
-            amp=recipe.amp,
-            mean=train_set.mean,
-            std=train_set.std,
-        )
+        final = _last_validation(progress)
+        if final is None:  # the weights kept are not the last epoch's (or none was validated)
+            final = evaluate(
+                trial.model,
+                val_set,
+                dev,
+                batch_size=recipe.eval_batch_size,
+                amp=recipe.amp,
+                mean=train_set.mean,
+                std=train_set.std,
+            )
     trial.model.eval()
     metrics = _metrics(progress, final, time.perf_counter() - started)
     # Contiguous (channels-last weights are not): safetensors stores plain layouts only.

@@ -21,7 +21,8 @@ class TrialPoint:
         role: ``baseline``, ``search`` or ``final``.
         state: Optuna state name (``COMPLETE``, ``PRUNED``, ``RUNNING``, ...).
         value: Final validation accuracy (None unless COMPLETE).
-        epochs: Per-epoch validation accuracy.
+        epochs: Per-epoch validation accuracy (None for an epoch that did not validate:
+            proxy trainings validate every few epochs).
         baseline: Preset name of a baseline trial.
         contender: Label of the final pick's contender a final trial retrains.
     """
@@ -30,7 +31,7 @@ class TrialPoint:
     role: str
     state: str
     value: float | None
-    epochs: Sequence[float] = field(default_factory=tuple)
+    epochs: Sequence[float | None] = field(default_factory=tuple)
     baseline: str | None = None
     contender: str | None = None
 
@@ -39,8 +40,9 @@ class TrialPoint:
         """The value to plot: the final value, or the last epoch a pruned trial reached."""
         if self.value is not None:
             return self.value
-        if self.state == "PRUNED" and self.epochs:
-            return float(self.epochs[-1])
+        reached = _finite(self.epochs)
+        if self.state == "PRUNED" and reached:
+            return reached[-1]
         return None
 
 
@@ -123,22 +125,24 @@ def epoch_curves(trials: Sequence[TrialPoint]) -> str:
         ``data-epochs``) and ``path.pruned-mark`` where a pruned trial stopped.
     """
     chart = Chart("epochs", title="Validation accuracy per epoch")
-    curves = [t for t in trials if t.epochs]
+    curves = [t for t in trials if _finite(t.epochs)]
     if not curves:
         chart.axes(None, None)
         return chart.render("No epoch reported yet")
     longest = max(len(t.epochs) for t in curves)
     x = chart.x_scale(1, max(longest, 2))
-    low, high = padded_range(_finite([float(v) for t in curves for v in t.epochs]))
+    low, high = padded_range([v for t in curves for v in _finite(t.epochs)])
     y = chart.y_scale(max(low, 0.0), high)
     chart.axes(x, y, "epoch", "validation accuracy", x_integer=True)
     for trial in sorted(curves, key=lambda t: t.number):
-        points = [(x(i + 1), y(float(v))) for i, v in enumerate(trial.epochs)]
+        # Epochs that did not validate are left out; the curve joins the ones that did.
+        points = [(x(i + 1), y(v)) for i, v in enumerate(trial.epochs) if v is not None]
         colour = SERIES_COLOURS[trial.number % len(SERIES_COLOURS)]
         chart.polyline(points, class_=f"curve role-{trial.role} state-{trial.state.lower()}",
                        stroke=colour, data_trial=trial.number, data_state=trial.state,
                        data_contender=trial.contender,
-                       data_epochs=",".join(f"{float(v):.6g}" for v in trial.epochs))  # fmt: skip
+                       data_epochs=",".join("" if v is None else f"{v:.6g}"
+                                            for v in trial.epochs))  # fmt: skip
         if trial.state == "PRUNED":
             px, py = points[-1]
             mark = f"M{px - 4:.1f},{py - 4:.1f}L{px + 4:.1f},{py + 4:.1f}M{px - 4:.1f},{py + 4:.1f}L{px + 4:.1f},{py - 4:.1f}"

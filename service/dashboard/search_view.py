@@ -89,7 +89,8 @@ def _short(value: Any) -> str:
 
 
 def _point(row: TrialSummary, contenders: dict[int, str]) -> TrialPoint:
-    epochs = [float(v) for v in row.epochs if isinstance(v, int | float)]
+    # Positions are epochs: an epoch that did not validate stays as None.
+    epochs = [float(v) if isinstance(v, int | float) else None for v in row.epochs]
     return TrialPoint(row.number, row.role, row.state, row.value, epochs, row.baseline,
                       contenders.get(row.number))  # fmt: skip
 

@@ -23,7 +23,8 @@ trials so far (looking for work, advancing the search, asking Optuna); a stage s
 trainings it waits for are over (the searched finals wait for the search trials, not for the
 presets' finals). A finished trial lasted what its
 timestamps say, or its own ``duration_s`` when longer. Turned-away (``skipped``) trials are not
-trainings and count nowhere.
+trainings and count nowhere; nor do search trials that reuse a baseline's result
+(``reused_from``) count in the mean durations.
 """
 
 from __future__ import annotations
@@ -148,12 +149,14 @@ class Estimate:
     """
 
     def __init__(self, trials: Sequence[FrozenTrial], spec: SearchSpec, ratio: float) -> None:
-        from search.lifecycle import SKIPPED_ATTR, counts_toward_budget, role_of
+        from search.lifecycle import REUSED_ATTR, SKIPPED_ATTR, counts_toward_budget, role_of
 
         searched, proxy, final = [], [], []
         for t in trials:
             d = _span(t)
             if d is None or t.state.name not in ("COMPLETE", "PRUNED"):
+                continue
+            if t.user_attrs.get(REUSED_ATTR) is not None:  # a baseline's result, not a training
                 continue
             role = role_of(t)
             if counts_toward_budget(t, running=False):

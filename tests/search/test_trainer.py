@@ -50,6 +50,35 @@ def test_learns_digits_well_above_chance(digits_small: Split) -> None:
     assert again["accuracy"] == result.metrics["val_accuracy"]
 
 
+def test_the_reported_validation_is_that_of_the_returned_weights(digits_small: Split) -> None:
+    # Without restoring the best epoch the figures are the last epoch's validation, not
+    # measured twice; they are those of the weights returned.
+    train_set, val_set = _small(digits_small)
+    result = train(_recipe(epochs=3, restore_best=False), PRESETS["none"], train_set, val_set,
+                   device="cpu", seed=1)  # fmt: skip
+    last = result.history[-1]
+    assert result.metrics["val_accuracy"] == last["val_accuracy"]
+    assert result.metrics["val_loss"] == last["val_loss"]
+    fresh = build_model("airbench", 10, 1, 16, width=0.125)
+    fresh.load_state_dict(result.state_dict)
+    again = evaluate(fresh, val_set, "cpu", mean=result.mean, std=result.std)
+    assert again["accuracy"] == result.metrics["val_accuracy"]
+    assert again["loss"] == pytest.approx(result.metrics["val_loss"], rel=1e-5)
+
+
+def test_val_every_validates_those_epochs_and_the_last(digits_small: Split) -> None:
+    train_set, val_set = _small(digits_small)
+    seen: list[int] = []
+    result = train(_recipe(epochs=5, val_every=2), PRESETS["none"], train_set, val_set,
+                   device="cpu", seed=0, on_epoch=lambda epoch, row: seen.append(epoch))  # fmt: skip
+    assert seen == [2, 4, 5] and [int(row["epoch"]) for row in result.history] == [2, 4, 5]
+    assert result.metrics["epochs_run"] == 5
+    # A search's proxy validates about 8 times unless its recipe says otherwise.
+    assert TrainerRecipe(epochs=39).with_proxy_validation().val_every == 5
+    assert TrainerRecipe(epochs=39, val_every=1).with_proxy_validation().val_every == 1
+    assert TrainerRecipe(epochs=4).with_proxy_validation().val_every == 1
+
+
 def test_same_seed_same_weights_other_seed_differs(digits_small: Split) -> None:
     train_set, val_set = _small(digits_small)
     policy = PRESETS["randaugment-2-9"].model_copy(

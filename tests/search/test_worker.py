@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -163,6 +165,45 @@ def test_a_worker_runs_trials_back_to_back_and_the_final_at_once(tmp_path: Path)
         policy = strategy.policy_from_params(t.params).model_dump(mode="json")
         assert t.user_attrs["policy"] == policy
         assert t.user_attrs["worker"] == "b2b" and sorted(t.intermediate_values) == [1, 2]
+
+
+def test_a_starting_point_that_is_a_baseline_reuses_its_result(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    spec = SearchSpec.model_validate(
+        {"dataset": {"source": "digits"}, "strategy": "randaugment", "n_trials": 3,
+         "baselines": ["none", "randaugment-2-9"], "sampler": "tpe", "parallelism": 1}
+    )  # fmt: skip
+    storage = lifecycle.make_storage(url, heartbeat_interval=5)
+    lifecycle.create_search_study(storage, "reuse", spec)
+    worker = Worker(url, "cpu", tmp_path / "art", heartbeat_interval=5, poll_interval=30,
+                    name="reuse", train_fn=FixedLengthTrial(0.0, 2))  # fmt: skip
+    worker.run(max_idle=0)
+    assert lifecycle.status(storage, "reuse").state == "done"
+    trials = _trials(storage, "reuse")
+    (baseline,) = [t for t in trials if t.user_attrs.get("baseline") == "randaugment-2-9"]
+    search = [t for t in trials if lifecycle.role_of(t) == "search"]
+    assert len(search) == 3 and all(t.state == TrialState.COMPLETE for t in search)
+    start = search[0]
+    assert start.user_attrs["start_point"] == "randaugment-2-9"
+    assert start.params["n"] == 2 and start.params["m"] == 9 and start.params["m_std"] == 0.0
+    assert start.user_attrs["policy"] == baseline.user_attrs["policy"]
+    # Its result is the baseline's, not a training of its own (whose value would differ).
+    assert start.user_attrs[lifecycle.REUSED_ATTR] == baseline.number
+    assert start.value == baseline.value
+    assert start.intermediate_values == baseline.intermediate_values
+    assert FixedLengthTrial(0.0, 2)(_Probe(start.params), "search", lambda: None) != start.value
+    # The other search trials trained: they reuse nothing.
+    assert all(lifecycle.REUSED_ATTR not in t.user_attrs for t in search[1:])
+
+
+@dataclass
+class _Probe:
+    """What `FixedLengthTrial` reads of a trial: its params (it reports nothing at 0 steps)."""
+
+    params: dict[str, Any]
+
+    def report(self, value: float, step: int) -> None:
+        pass
 
 
 def test_several_attrs_and_params_are_written_together_and_never_to_a_finished_trial(

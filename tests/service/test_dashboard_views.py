@@ -97,6 +97,18 @@ def test_epoch_curves_mark_pruned_trials() -> None:
     assert "No epoch reported yet" in epoch_curves([])
 
 
+def test_epoch_curves_skip_epochs_that_did_not_validate() -> None:
+    # A proxy validating every 2nd epoch: the curve joins epochs 2 and 4, at their places.
+    sparse = TrialPoint(0, "search", "PRUNED", None, (None, 0.4, None, 0.5))
+    svg = epoch_curves([sparse, TrialPoint(1, "search", "COMPLETE", 0.6, (0.5, 0.6))])
+    assert _data(svg, "data-epochs") == [",0.4,,0.5", "0.5,0.6"]
+    (curve,) = re.findall(r'points="([^"]+)"[^>]*data-trial="0"', svg) or re.findall(
+        r'data-trial="0"[^>]*points="([^"]+)"', svg
+    )
+    assert len(curve.split()) == 2
+    assert sparse.shown_value == 0.5 and 'data-epoch="4"' in svg
+
+
 def test_bar_chart_escapes_labels_and_keeps_data() -> None:
     svg = bar_chart("op-frequency", [Bar("<Rotate>", 3, {"op": "Rotate"}), Bar("B", 1)], "t")
     assert "<Rotate>" not in svg and "&lt;Rotate&gt;" in svg
