@@ -261,6 +261,23 @@ def _left(trial: FrozenTrial, expected: float | None, now: datetime) -> float:
     return max(duration - ran, 0.0)
 
 
+def _reusing_start_points(trials: Sequence[FrozenTrial]) -> int:
+    """Waiting starting points whose preset's baseline is complete: they will take its result
+    instead of training (`search.objective`), so they cost no training."""
+    from search.lifecycle import role_of
+
+    done = {
+        t.user_attrs.get("baseline")
+        for t in trials
+        if role_of(t) == "baseline" and t.state.name == "COMPLETE"
+    }
+    return sum(
+        1
+        for t in trials
+        if t.state.name == "WAITING" and t.user_attrs.get("start_point") in done - {None}
+    )
+
+
 def _stages(
     trials: Sequence[FrozenTrial],
     spec: SearchSpec,
@@ -312,7 +329,8 @@ def _stages(
         stages["search"] += _jobs(estimate.proxy, waiting.get("baseline", 0), step)
         early = finals_left if finals else presets
         stages["search"] += _jobs(estimate.final, early, step, gates=False)
-        stages["search"] += _jobs(estimate.search, max(spec.n_trials - in_flight, 0), step)
+        reused = _reusing_start_points(trials)
+        stages["search"] += _jobs(estimate.search, max(spec.n_trials - in_flight - reused, 0), step)
         scored = spec.strategy == "fast-autoaugment"
         if scored and not any(role_of(t) == "candidate" for t in trials):
             stages["candidate"] += _jobs(estimate.proxy, 1, step)

@@ -122,6 +122,28 @@ def test_eta_uses_every_finished_search_training_lanes_and_the_final_pick() -> N
     assert eta_s(trials, spec, "done", lanes=2, now=NOW) is None
 
 
+def test_a_starting_point_that_reuses_a_baseline_costs_no_training() -> None:
+    spec = _spec(baselines=["none", "randaugment-2-9"])
+    done = TrialState.COMPLETE
+    trials = [_trial(0, "baseline", done, 10.0, 0.8, 4, baseline="none"),
+              _trial(1, "baseline", done, 10.0, 0.7, 4, baseline="randaugment-2-9"),
+              _trial(2, "search", TrialState.WAITING, start_point="randaugment-2-9")]  # fmt: skip
+    # 6 search trainings of 10 s on 2 lanes, the preset's final (30 s) on one of them: the
+    # starting point takes the baseline's result, so 5 trainings are left, not 6.
+    reusing = eta_s(trials, spec, "open", lanes=2, now=NOW)
+    other = [*trials[:2], _trial(2, "search", TrialState.WAITING, start_point="x")]
+    assert eta_s(other, spec, "open", lanes=2, now=NOW) == pytest.approx(reusing + 10.0)
+    # Its (near-instant) run is no training: the durations' means leave it out, so search
+    # trainings are still expected to last as long as the proxy trainings (10 s).
+    reused = _trial(2, "search", done, 0.05, 0.7, 4, budget_claim=True, reused_from=1)
+    trained = _trial(2, "search", done, 10.0, 0.7, 4, budget_claim=True)
+    running = _trial(3, "search", TrialState.RUNNING, 1.0, budget_claim=True)
+    got = eta_s([*trials[:2], reused, running], spec, "open", lanes=2, now=NOW)
+    assert got == pytest.approx(eta_s([*trials[:2], trained, running], spec, "open", lanes=2,
+                                      now=NOW))  # fmt: skip
+    assert got > 30.0 + 4 * 10.0 / 2
+
+
 def test_eta_in_the_final_pick_counts_the_contenders_left() -> None:
     spec = _spec()
     done = TrialState.COMPLETE
