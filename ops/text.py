@@ -175,6 +175,13 @@ def apply_text_op(
     return " ".join(op.fn(text.split(), magnitude_to_rate(magnitude), rng, lexicon))
 
 
+def augmented_copies(policy: Policy) -> int:
+    """Augmented copies per sentence a policy makes (0 when it has no active op)."""
+    if policy.text is None or not any(step.magnitude > 0 for step in policy.text.ops):
+        return 0
+    return policy.text.copies
+
+
 class TextAugmenter:
     """Apply a ``text`` policy to sentences, independently per sentence.
 
@@ -197,7 +204,7 @@ class TextAugmenter:
         self.policy = policy
         steps = policy.text.ops if policy.text is not None else []
         self.steps = tuple((step.op, step.magnitude) for step in steps if step.magnitude > 0)
-        self.copies = policy.text.copies if policy.text is not None and self.steps else 0
+        self.copies = augmented_copies(policy)
         needs = any(TEXT_OPS[name].uses_lexicon for name, _ in self.steps)
         self.lexicon = lexicon if lexicon is not None or not needs else WordNet()
 

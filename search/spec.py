@@ -330,6 +330,11 @@ class SearchSpec(BaseModel):
             raise ValueError(
                 f"baselines {wrong} augment images; a text search takes {list(TEXT_BASELINES)}"
             )
+        if "final_pick" not in self.model_fields_set:
+            # Text trainings take seconds: every baseline is retrained, `none` included, so
+            # the served policy never loses to no augmentation on the final comparison.
+            presets = len(self.baselines)
+            object.__setattr__(self, "final_pick", FinalPick(presets=presets))
 
     @property
     def is_text(self) -> bool:

@@ -141,3 +141,24 @@ def _proportional(parts: list[np.ndarray], size: int) -> np.ndarray:
     order = np.argsort(-(exact - alloc), kind="stable")
     alloc[order[: size - int(alloc.sum())]] += 1
     return np.concatenate([p[:k] for p, k in zip(parts, alloc, strict=True)])
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The fold (0 .. ``folds`` - 1) of every text: each class dealt evenly over the folds."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        out[members] = (np.arange(len(members)) + int(rng.integers(folds))) % folds
+    return out
+
+
+def concatenate(first: TextDataset, second: TextDataset) -> TextDataset:
+    """The texts of two parts of one dataset (same classes), the first's before the second's."""
+    if first.classes != second.classes:
+        raise DatasetError("the parts to join have different classes")
+    return TextDataset(
+        texts=[*first.texts, *second.texts],
+        labels=np.concatenate([first.labels, second.labels]),
+        classes=list(first.classes),
+    )

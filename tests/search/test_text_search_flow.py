@@ -34,6 +34,10 @@ def test_a_text_spec_takes_text_baselines_by_default() -> None:
     assert spec.is_text and spec.baselines == ["none", "eda-defaults"]
     assert baseline_policy("eda-defaults") == TEXT_PRESETS["eda"]
     assert SearchSpec.model_validate_json(spec.model_dump_json()) == spec
+    # Text trainings are cheap: the final pick retrains every baseline unless told otherwise.
+    default = SearchSpec.model_validate({"dataset": SMALL, "strategy": "eda"})
+    assert default.final_pick.presets == 2 and default.final_pick.candidates == 2
+    assert spec.final_pick.presets == 1
 
 
 @pytest.mark.parametrize(
@@ -76,6 +80,12 @@ def test_a_text_search_runs_to_a_text_checkpoint(tmp_path: Path) -> None:
     assert roles.count("baseline") == 2 and roles.count("search") == 2 and "final" in roles
     for trial in study.trials:
         assert trial.user_attrs["policy"]["kind"] in ("text", "none")
+    # Few validation texts: the finals are compared by 5-fold cross-validation over the
+    # training texts; the held-out validation accuracy of the served model is kept beside it.
+    finals = [t for t in study.trials if t.user_attrs.get("role") == "final"]
+    assert finals and all(t.value == t.user_attrs["cv_accuracy"] for t in finals)
+    assert all(t.user_attrs["cv_folds"] == 5 and 0 <= t.user_attrs["val_accuracy"] <= 1
+               for t in finals)  # fmt: skip
     target = tmp_path / "model.safetensors"
     assert result.checkpoint is not None
     optuna.artifacts.download_artifact(

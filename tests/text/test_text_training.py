@@ -12,11 +12,11 @@ from ops.policy import Policy
 from ops.text_presets import eda_policy
 from search.datasets.spec import WordNetTopicsSpec
 from search.text.checkpoint import TextModelCard, load_text_checkpoint, save_text_checkpoint
-from search.text.dataset import DatasetError, TextDataset
+from search.text.dataset import DatasetError, TextDataset, stratified_folds
 from search.text.loader import load_text_dataset
 from search.text.model import Tokenizer
 from search.text.search import TextSearchSpec, run_text_search, training_part
-from search.text.trainer import TextRecipe, accuracy, train_text_model
+from search.text.trainer import TextRecipe, accuracy, train_text_model, training_epochs
 
 SPEC = WordNetTopicsSpec(topics=["animal", "food", "location"], per_class=60)
 RECIPE = TextRecipe(epochs=4)
@@ -50,6 +50,24 @@ def test_training_learns_and_is_seeded(topics: TextDataset) -> None:
     assert augmented.val_accuracies != first.val_accuracies
     with pytest.raises(ValueError, match="needs a 'text' policy"):
         train_text_model(train, Policy(kind="randaugment"), RECIPE, seed=1)
+
+
+def test_every_policy_gets_the_same_passes_over_the_texts(topics: TextDataset) -> None:
+    # 8 passes: 8 epochs without augmentation, 2 epochs of the texts and 3 copies of each.
+    recipe = TextRecipe(epochs=8)
+    for policy, copies, epochs in ((Policy(kind="none"), 0, 8), (eda_policy(copies=3), 3, 2)):
+        result = train_text_model(topics, policy, recipe, 0, topics)
+        assert len(result.val_accuracies) == epochs == training_epochs(recipe, copies)
+
+
+def test_stratified_folds_deal_each_class_evenly() -> None:
+    labels = np.repeat(np.arange(3), [10, 7, 5])
+    folds = stratified_folds(labels, 5, seed=1)
+    assert folds.shape == labels.shape and set(folds.tolist()) == set(range(5))
+    for c in range(3):
+        counts = np.bincount(folds[labels == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert np.array_equal(folds, stratified_folds(labels, 5, seed=1))
 
 
 def test_checkpoint_round_trip(topics: TextDataset, tmp_path: Path) -> None:
