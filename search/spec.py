@@ -333,8 +333,7 @@ class SearchSpec(BaseModel):
         if "final_pick" not in self.model_fields_set:
             # Text trainings take seconds: every baseline is retrained, `none` included, so
             # the served policy never loses to no augmentation on the final comparison.
-            presets = len(self.baselines)
-            object.__setattr__(self, "final_pick", FinalPick(presets=presets))
+            object.__setattr__(self, "final_pick", FinalPick(presets=len(self.baselines)))
 
     @property
     def is_text(self) -> bool:

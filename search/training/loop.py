@@ -195,6 +195,18 @@ class _Trial:
         self.step_count += 1
         return loss.detach()
 
+    def validate(self, val_set: ImageDataset) -> dict[str, float]:
+        """Accuracy and loss of the model on ``val_set``, normalised like the training set."""
+        return evaluate(
+            self.model,
+            val_set,
+            self.device,
+            batch_size=self.recipe.eval_batch_size,
+            amp=self.recipe.amp,
+            mean=self.train_set.mean,
+            std=self.train_set.std,
+        )
+
     def train_epoch(self) -> tuple[float, int, float]:
         """One pass over the shuffled data: (mean loss, images seen, seconds)."""
         self.model.train()
@@ -255,15 +267,7 @@ def _fit(
         diverged = not math.isfinite(train_loss)
         if not (diverged or recipe.validates_after(epoch)):
             continue
-        val = evaluate(
-            trial.model,
-            val_set,
-            trial.device,
-            batch_size=recipe.eval_batch_size,
-            amp=recipe.amp,
-            mean=trial.train_set.mean,
-            std=trial.train_set.std,
-        )
+        val = trial.validate(val_set)
         row = {
             "epoch": float(epoch),
             "lr": trial.optimizer.param_groups[0]["lr"],
@@ -372,15 +376,7 @@ def train(
             trial.model.load_state_dict(progress.best_state)
         final = _last_validation(progress)
         if final is None:  # the weights kept are not the last epoch's (or none was validated)
-            final = evaluate(
-                trial.model,
-                val_set,
-                dev,
-                batch_size=recipe.eval_batch_size,
-                amp=recipe.amp,
-                mean=train_set.mean,
-                std=train_set.std,
-            )
+            final = trial.validate(val_set)
     trial.model.eval()
     metrics = _metrics(progress, final, time.perf_counter() - started)
     # Contiguous (channels-last weights are not): safetensors stores plain layouts only.
