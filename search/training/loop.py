@@ -230,7 +230,9 @@ class _Progress:
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_accuracy: float = -1.0
+    best_loss: float = math.inf
     best_epoch: int = 0
+    accuracy_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     train_images: int = 0
     train_seconds: float = 0.0
@@ -238,15 +240,25 @@ class _Progress:
     stop_reason: str = "completed"
 
     def record(self, row: dict[str, float], model: nn.Module, keep_state: bool) -> None:
+        """Keep ``row`` and, when it is the best validation so far, the model's weights.
+
+        Best is the higher accuracy and, at equal accuracy, the lower loss: on a small or easy
+        validation part the accuracy saturates (1.000 from an early epoch on), and keeping the
+        first epoch that reached it would serve weights trained a fraction of the schedule and
+        compare contenders by the loss of an arbitrary epoch.
+        """
         self.history.append(row)
-        if row["val_accuracy"] > self.best_accuracy:
-            self.best_accuracy, self.best_epoch = row["val_accuracy"], int(row["epoch"])
+        accuracy, loss, epoch = row["val_accuracy"], row["val_loss"], int(row["epoch"])
+        if accuracy > self.best_accuracy:
+            self.accuracy_epoch = epoch
+        if accuracy > self.best_accuracy or (accuracy == self.best_accuracy and loss < self.best_loss):
+            self.best_accuracy, self.best_loss, self.best_epoch = accuracy, loss, epoch
             if keep_state:
                 self.best_state = copy.deepcopy(model.state_dict())
 
     def patience_spent(self, patience: int | None) -> bool:
-        """Whether ``patience`` epochs (not validations) went by since the best one."""
-        return patience is not None and self.epochs_trained - self.best_epoch >= patience
+        """Whether ``patience`` epochs (not validations) went by without a better accuracy."""
+        return patience is not None and self.epochs_trained - self.accuracy_epoch >= patience
 
 
 def _fit(

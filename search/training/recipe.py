@@ -99,9 +99,9 @@ class TrainerRecipe(BaseModel):
         early_stopping_patience: stop after this many epochs without a better val accuracy.
         eval_batch_size: batch size of validation passes.
         train_subset: train on a seeded stratified subset of this many images.
-        restore_best: end with the weights of the best validation epoch (the reported
-            ``val_accuracy`` is then the best one); otherwise the last epoch's weights and
-            accuracy.
+        restore_best: end with the weights of the best validation epoch (higher accuracy,
+            then lower loss; the reported ``val_accuracy`` is then the best one); otherwise
+            the last epoch's weights and accuracy.
         val_every: epochs between two validation passes (the last epoch always validates);
             None validates after every epoch. A search's proxy trainings that leave it unset
             validate about `PROXY_VALIDATIONS` times (`with_proxy_validation`).

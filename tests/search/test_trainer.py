@@ -136,7 +136,16 @@ def test_early_stopping_on_a_saturated_task(tiny_synthetic: ImageDataset) -> Non
         PRESETS["none"], tiny_synthetic, tiny_synthetic, device="cpu", seed=0,
     )  # fmt: skip
     assert result.metrics["stop_reason"] == "early_stopping"
-    assert result.metrics["epochs_run"] == result.metrics["best_epoch"] + 2 < 40
+    # Patience counts the epochs since the accuracy last improved ...
+    accs = [row["val_accuracy"] for row in result.history]
+    first_best = 1 + accs.index(max(accs))
+    assert result.metrics["epochs_run"] == first_best + 2 < 40
+    # ... while the kept weights are those of the lowest loss at the best accuracy, not of the
+    # first epoch that reached it (a saturated validation would serve an early epoch).
+    tied = [row for row in result.history if row["val_accuracy"] == max(accs)]
+    best = min(tied, key=lambda row: row["val_loss"])
+    assert result.metrics["best_epoch"] == int(best["epoch"]) > first_best
+    assert result.metrics["val_loss"] == best["val_loss"] < tied[0]["val_loss"]
 
 
 @pytest.mark.parametrize(
