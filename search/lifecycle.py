@@ -9,14 +9,14 @@ and ``priority``; trials carry a ``role`` user attr:
 - ``candidate``: strategies whose search trials are not proxy trainings (fast-autoaugment score
   candidates by density matching) get one candidate trial that trains the merged policy like a
   baseline, so it can be compared with the baselines.
-- ``final``: the final pick. The best baselines by proxy value and, once the search budget
-  is spent, the best distinct searched policies (``spec.final_pick``) are each retrained with
-  the final recipe on the whole training part, one ``final`` trial per contender (fixed params
-  ``final`` = contender index, ``attempt``). The served policy is the contender with the best
-  validation accuracy at that fidelity, never a proxy-only winner; the study attr ``final_pick``
-  lists the contenders (presets first), and the result records their proxy and final values
-  and the Kendall tau between the two rankings (how far the proxy could be trusted).
-  The preset contenders depend on the baselines alone: they are chosen (study attr
+- ``final``: the final pick (`search.final_pick`). The best baselines by proxy value and, once
+  the search budget is spent, the best distinct searched policies (``spec.final_pick``) are each
+  retrained with the final recipe on the whole training part, one ``final`` trial per contender
+  (fixed params ``final`` = contender index, ``attempt``). The served policy is the contender
+  with the best validation accuracy at that fidelity, never a proxy-only winner; the study attr
+  ``final_pick`` lists the contenders (presets first), and the result records their proxy and
+  final values and the Kendall tau between the two rankings (how far the proxy could be
+  trusted). The preset contenders depend on the baselines alone: they are chosen (study attr
   ``final_pick_presets``) and their finals enqueued as soon as every baseline is over, so that
   they train beside the search trials instead of after them (the pick's trainings would
   otherwise leave workers idle at the end: three finals on two workers take two rounds).
@@ -34,17 +34,30 @@ the search's lock (`search.locks`) so that concurrent callers change its state o
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from search.final_pick import (
+    MAX_FINAL_ATTEMPTS,
+    PRESET_PICK_ATTR,
+    BestPolicy,
+    best_of,
+    contender_attr,
+    enqueue_final,
+    enqueue_presets,
+    fixed_param,
+    pick_presets,
+    pick_result,
+    pick_searched,
+)
 from search.locks import search_lock
+from search.roles import ROLES, UNFINISHED, role_of
 from search.spec import SearchSpec, baseline_policy
 from search.storage import fail_stale_trials, make_storage
 from search.strategies import get_strategy, make_pruner, make_sampler
@@ -52,25 +65,17 @@ from search.strategies import get_strategy, make_pruner, make_sampler
 OPEN, FINALIZING, DONE, CANCELLED, FAILED = "open", "finalizing", "done", "cancelled", "failed"
 STATES = (OPEN, FINALIZING, DONE, CANCELLED, FAILED)
 ACTIVE_STATES = (OPEN, FINALIZING)
-ROLES = ("baseline", "search", "candidate", "final")
 #: Trial attrs of the budget: ``budget_claim`` is written when a search trial starts to train,
 #: ``skipped`` when it is turned away before training.
 CLAIM_ATTR, SKIPPED_ATTR = "budget_claim", "skipped"
 STUDY_PREFIX = "search-"
-MAX_FINAL_ATTEMPTS = 3
 #: Set on a trial that failed because it was stopped (its worker terminated, its search
 #: cancelled), not by its own fault: it never counts toward the failure limit.
 STOPPED_ATTR = "stopped"
-#: Final trials' user attr holding the validation cross-entropy (the final pick's tie-break).
-VAL_LOSS_ATTR = "val_loss"
 #: Search trial attr: the number of the baseline whose proxy training it reuses (a starting
 #: point that is a preset trained as a baseline is not trained twice).
 REUSED_ATTR = "reused_from"
-#: Study attr: the preset contenders, chosen once every baseline is over (contender indices
-#: 0 .. len - 1 of the final pick).
-PRESET_PICK_ATTR = "final_pick_presets"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 
 
 class SearchNotFound(LookupError):
@@ -167,11 +172,6 @@ def load_search_study(
     )
 
 
-def role_of(trial: FrozenTrial) -> str:
-    """The role of a trial (sampled trials without the attr are search trials)."""
-    return str(trial.user_attrs.get("role", "search"))
-
-
 def counts_toward_budget(trial: FrozenTrial, *, running: bool = True) -> bool:
     """Whether a search trial used (or, running, holds) a training of the budget.
 
@@ -188,23 +188,6 @@ def counts_toward_budget(trial: FrozenTrial, *, running: bool = True) -> bool:
 def budget_used(trials: list[FrozenTrial], *, running: bool = True) -> int:
     """Search trainings that count towards ``n_trials`` (see `counts_toward_budget`)."""
     return sum(1 for t in trials if counts_toward_budget(t, running=running))
-
-
-@dataclass
-class BestPolicy:
-    """The best policy found so far and where it came from."""
-
-    value: float
-    trial_number: int
-    role: str
-    policy: dict[str, Any]
-    baseline: str | None = None
-    recipe_overrides: dict[str, Any] = field(default_factory=dict)
-    loss: float | None = None
-
-    def rank(self) -> tuple[float, float, int]:
-        """Sort key, best first: higher accuracy, then lower validation loss, then earlier."""
-        return (-self.value, math.inf if self.loss is None else self.loss, self.trial_number)
 
 
 @dataclass
@@ -250,7 +233,7 @@ def best_policy(trials: list[FrozenTrial], spec: SearchSpec) -> BestPolicy | Non
     if get_strategy(spec.strategy, spec).trains_in_search:
         roles.add("search")
     ranked = [
-        _best_of(t)
+        best_of(t)
         for t in trials
         if t.state == TrialState.COMPLETE
         and role_of(t) in roles
@@ -337,7 +320,7 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
     by_role: dict[str, list[FrozenTrial]] = {r: [] for r in ROLES}
     for t in trials:
         by_role.setdefault(role_of(t), []).append(t)
-    _pick_presets(study, spec, by_role["baseline"])
+    enqueue_presets(study, spec, by_role["baseline"])
     complete = [t for t in by_role["search"] if t.state == TrialState.COMPLETE]
     failed = [
         t
@@ -349,7 +332,7 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
             return _fail(study, f"{len(failed)} search trials failed; last error: "
                          f"{failed[-1].user_attrs.get('error', 'unknown')}")  # fmt: skip
         return OPEN
-    if any(t.state in _UNFINISHED for r in ("search", "baseline") for t in by_role[r]):
+    if any(t.state in UNFINISHED for r in ("search", "baseline") for t in by_role[r]):
         return OPEN
     strategy = get_strategy(spec.strategy, spec)
     if not strategy.trains_in_search:
@@ -362,13 +345,13 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
                 skip_if_exists=True,
             )
             return OPEN
-        if any(t.state in _UNFINISHED for t in candidates):
+        if any(t.state in UNFINISHED for t in candidates):
             return OPEN
     presets = study.user_attrs.get(PRESET_PICK_ATTR)
     if presets is None:  # a search that began before presets were picked early
-        presets = [_contender_attr(c) for c in pick_presets(trials, spec)]
+        presets = [contender_attr(c) for c in pick_presets(trials, spec)]
     searched = pick_searched(trials, spec, presets)
-    contenders = [*presets, *(_contender_attr(c) for c in searched)]
+    contenders = [*presets, *(contender_attr(c) for c in searched)]
     if not contenders:
         return _fail(study, "no baseline or candidate trial completed; nothing to retrain")
     study.set_user_attr("final_pick", contenders)
@@ -378,130 +361,8 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
     # finals already enqueued are skipped (same fixed params).
     study.set_user_attr("state", FINALIZING)
     for index, contender in enumerate(contenders):
-        _enqueue_final(study, index, contender, attempt=0)
+        enqueue_final(study, index, contender, attempt=0)
     return FINALIZING
-
-
-def baselines_over(trials: list[FrozenTrial]) -> bool:
-    """Whether the search has baselines and none is running or waiting (presets can be picked)."""
-    baselines = [t for t in trials if role_of(t) == "baseline"]
-    return bool(baselines) and not any(t.state in _UNFINISHED for t in baselines)
-
-
-def _pick_presets(study: optuna.Study, spec: SearchSpec, baselines: list[FrozenTrial]) -> None:
-    """Choose the preset contenders and enqueue their finals once every baseline is over."""
-    if PRESET_PICK_ATTR in study.user_attrs or not baselines_over(baselines):
-        return
-    presets = [_contender_attr(c) for c in pick_presets(baselines, spec)]
-    study.set_user_attr(PRESET_PICK_ATTR, presets)
-    for index, contender in enumerate(presets):
-        _enqueue_final(study, index, contender, attempt=0)
-
-
-def preset_final_ready(study: optuna.Study, contender: int) -> bool:
-    """Whether a final trial of a search still open is one of its early preset contenders."""
-    return contender < len(study.user_attrs.get(PRESET_PICK_ATTR) or [])
-
-
-def pick_presets(trials: list[FrozenTrial], spec: SearchSpec) -> list[BestPolicy]:
-    """The preset contenders: the ``spec.final_pick.presets`` best baselines by proxy value."""
-    return _best_distinct(trials, {"baseline"}, spec.final_pick.presets, [])
-
-
-def pick_searched(
-    trials: list[FrozenTrial], spec: SearchSpec, presets: list[dict[str, Any]]
-) -> list[BestPolicy]:
-    """The searched contenders: the ``spec.final_pick.candidates`` best searched policies.
-
-    Searched policies are the search trials of strategies that train and the candidates of
-    those that do not, one per distinct policy and recipe, none equal to a picked preset.
-    """
-    roles = {"candidate"}
-    if get_strategy(spec.strategy, spec).trains_in_search:
-        roles.add("search")
-    return _best_distinct(trials, roles, spec.final_pick.candidates, presets)
-
-
-def _best_distinct(
-    trials: list[FrozenTrial], roles: set[str], limit: int, taken: list[dict[str, Any]]
-) -> list[BestPolicy]:
-    """The ``limit`` best complete trials of ``roles`` by proxy value, one per distinct policy
-    and recipe and none equal to a ``taken`` contender; ties go to the lower validation loss,
-    then to the earlier trial."""
-    pool = [
-        _best_of(t)
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.value is not None
-        and "policy" in t.user_attrs
-        and role_of(t) in roles
-    ]
-    seen = {_policy_key(c["policy"], c.get("recipe_overrides", {})) for c in taken}
-    picked: list[BestPolicy] = []
-    for best in sorted(pool, key=BestPolicy.rank):
-        key = _policy_key(best.policy, best.recipe_overrides)
-        if len(picked) < limit and key not in seen:
-            seen.add(key)
-            picked.append(best)
-    return picked
-
-
-def _policy_key(policy: dict[str, Any], overrides: dict[str, Any]) -> str:
-    return repr((sorted(policy.items()), sorted(overrides.items())))
-
-
-def _best_of(t: FrozenTrial) -> BestPolicy:
-    return BestPolicy(
-        value=float(t.value or 0.0),
-        trial_number=t.number,
-        role=role_of(t),
-        policy=dict(t.user_attrs["policy"]),
-        baseline=t.user_attrs.get("baseline"),
-        recipe_overrides=dict(t.user_attrs.get("recipe_overrides", {})),
-        loss=t.user_attrs.get(VAL_LOSS_ATTR),
-    )
-
-
-def _contender_attr(best: BestPolicy) -> dict[str, Any]:
-    return {
-        "value": best.value,
-        "trial_number": best.trial_number,
-        "role": best.role,
-        "baseline": best.baseline,
-        "policy": best.policy,
-        "recipe_overrides": best.recipe_overrides,
-    }
-
-
-def contender_label(contender: dict[str, Any]) -> str:
-    """How a contender is named to users: the preset's name, or the trial it comes from."""
-    if contender.get("baseline"):
-        return str(contender["baseline"])
-    return f"{contender.get('role', 'search')} #{contender.get('trial_number')}"
-
-
-def _enqueue_final(study: optuna.Study, index: int, contender: dict[str, Any] | BestPolicy,
-                   attempt: int) -> None:  # fmt: skip
-    c = _contender_attr(contender) if isinstance(contender, BestPolicy) else contender
-    study.enqueue_trial(
-        {"final": index, "attempt": attempt},
-        user_attrs={
-            "role": "final",
-            "contender": index,
-            "label": contender_label(c),
-            "proxy_value": c["value"],
-            "policy": c["policy"],
-            "source_trial": c["trial_number"],
-            "source_role": c["role"],
-            "baseline": c.get("baseline"),
-            "recipe_overrides": c.get("recipe_overrides", {}),
-        },
-        skip_if_exists=True,
-    )
-
-
-def _fixed(t: FrozenTrial, name: str) -> int:
-    return int(t.system_attrs.get("fixed_params", {}).get(name, 0))
 
 
 def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:
@@ -510,90 +371,27 @@ def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:
     done: dict[int, FrozenTrial] = {}
     waiting = False
     for index, contender in enumerate(contenders):
-        mine = [t for t in finals if _fixed(t, "final") == index]
+        mine = [t for t in finals if fixed_param(t, "final") == index]
         complete = [t for t in mine if t.state == TrialState.COMPLETE]
         if complete:
             done[index] = complete[0]
             continue
-        if any(t.state in _UNFINISHED for t in mine):
+        if any(t.state in UNFINISHED for t in mine):
             waiting = True
             continue
-        attempts = {_fixed(t, "attempt") for t in mine}
+        attempts = {fixed_param(t, "attempt") for t in mine}
         if len(attempts) < MAX_FINAL_ATTEMPTS:
-            _enqueue_final(study, index, contender, attempt=max(attempts, default=-1) + 1)
+            enqueue_final(study, index, contender, attempt=max(attempts, default=-1) + 1)
             waiting = True
     if waiting:
         return FINALIZING
     if not done:
         last = finals[-1].user_attrs.get("error", "unknown") if finals else "unknown"
         return _fail(study, f"every final training failed; last error: {last}")
-    study.set_user_attr("result", _result(contenders, done))
+    study.set_user_attr("result", pick_result(contenders, done))
     study.set_user_attr("state", DONE)
     _drop_waiting(study, finals)
     return DONE
-
-
-def _result(contenders: list[dict[str, Any]], done: dict[int, FrozenTrial]) -> dict[str, Any]:
-    """The winner of the final pick and the pick's record.
-
-    Ties on validation accuracy (a small or easy validation split saturates at 1.0 for every
-    contender) go to the lower validation loss, then to the better proxy value.
-    """
-
-    def rank(i: int) -> tuple[float, float, float, int]:
-        loss = done[i].user_attrs.get(VAL_LOSS_ATTR)
-        return (done[i].value or 0.0, -loss if loss is not None else -math.inf,
-                contenders[i]["value"], -i)  # fmt: skip
-
-    index = max(done, key=rank)
-    final = done[index]
-    attrs = final.user_attrs
-    rows = [
-        {
-            "label": contender_label(c),
-            "role": c["role"],
-            "trial_number": c["trial_number"],
-            "baseline": c.get("baseline"),
-            "proxy_value": c["value"],
-            "final_value": done[i].value if i in done else None,
-            "final_loss": done[i].user_attrs.get(VAL_LOSS_ATTR) if i in done else None,
-            "test_accuracy": done[i].user_attrs.get("test_accuracy") if i in done else None,
-            "final_trial": done[i].number if i in done else None,
-        }
-        for i, c in enumerate(contenders)
-    ]
-    proxy_best = max(range(len(contenders)), key=lambda i: (contenders[i]["value"], -i))
-    return {
-        "trial_number": final.number,
-        "accuracy": final.value,
-        "test_accuracy": attrs.get("test_accuracy"),
-        "policy": attrs["policy"],
-        "source_role": attrs.get("source_role"),
-        "baseline": attrs.get("baseline"),
-        "checkpoint": attrs.get("checkpoint"),
-        "model_card": attrs.get("model_card"),
-        "sha256": attrs.get("sha256"),
-        "final_pick": rows,
-        "proxy_winner": contender_label(contenders[proxy_best]),
-        "winner": contender_label(contenders[index]),
-        "kendall_tau": rank_agreement(
-            [r["proxy_value"] for r in rows if r["final_value"] is not None],
-            [r["final_value"] for r in rows if r["final_value"] is not None],
-        ),
-    }
-
-
-def rank_agreement(proxy: list[float], final: list[float]) -> float | None:
-    """Kendall's tau-b between proxy and final values; None below 3 pairs or when undefined.
-
-    1 means the proxy ranked the contenders as the final trainings did, -1 the reverse order.
-    """
-    if len(proxy) < 3:
-        return None
-    from scipy.stats import kendalltau
-
-    tau = float(kendalltau(proxy, final).statistic)
-    return None if math.isnan(tau) else tau
 
 
 def _drop_waiting(study: optuna.Study, trials: list[FrozenTrial]) -> None:

@@ -42,6 +42,7 @@ from search.datasets import (
     stratified_split,
     stratified_subset,
 )
+from search.final_pick import VAL_LOSS_ATTR, preset_final_ready
 from search.lifecycle import (
     CANCELLED,
     CLAIM_ATTR,
@@ -50,9 +51,7 @@ from search.lifecycle import (
     REUSED_ATTR,
     SKIPPED_ATTR,
     STOPPED_ATTR,
-    VAL_LOSS_ATTR,
     budget_used,
-    preset_final_ready,
     role_of,
 )
 from search.spec import SearchSpec

@@ -53,7 +53,7 @@ from optuna.artifacts._protocol import ArtifactStore
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search import lifecycle
+from search import final_pick, lifecycle
 from search.checkpoints import make_artifact_store
 from search.compress.jobs import CompressionWorker
 from search.objective import Objective, TrainFn, worker_identity
@@ -416,9 +416,9 @@ class Worker:
             return True
         if search_id in self._presets_picked:
             return False
-        if not lifecycle.baselines_over(list(trials)):
+        if not final_pick.baselines_over(list(trials)):
             return False
-        if lifecycle.PRESET_PICK_ATTR in study.user_attrs:
+        if final_pick.PRESET_PICK_ATTR in study.user_attrs:
             self._presets_picked.add(search_id)
             return False
         return True

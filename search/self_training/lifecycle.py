@@ -24,7 +24,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search.lifecycle import VAL_LOSS_ATTR
+from search.final_pick import VAL_LOSS_ATTR
 from search.locks import database_lock
 from search.self_training.spec import SelfTrainingJob
 from search.storage import fail_stale_trials

@@ -31,7 +31,7 @@ from safetensors.torch import save_file as save_safetensors
 from search.checkpoints import CheckpointError, ModelCard, save_checkpoint, save_model_card
 from search.datasets import load_dataset
 from search.datasets.unlabelled import load_unlabelled
-from search.lifecycle import VAL_LOSS_ATTR
+from search.final_pick import VAL_LOSS_ATTR
 from search.objective import SearchData, TrialStopped, set_user_attrs, split_for_search
 from search.self_training import lifecycle
 from search.self_training.spec import SelfTrainingJob

@@ -251,7 +251,9 @@ class _Progress:
         accuracy, loss, epoch = row["val_accuracy"], row["val_loss"], int(row["epoch"])
         if accuracy > self.best_accuracy:
             self.accuracy_epoch = epoch
-        if accuracy > self.best_accuracy or (accuracy == self.best_accuracy and loss < self.best_loss):
+        if accuracy > self.best_accuracy or (
+            accuracy == self.best_accuracy and loss < self.best_loss
+        ):
             self.best_accuracy, self.best_loss, self.best_epoch = accuracy, loss, epoch
             if keep_state:
                 self.best_state = copy.deepcopy(model.state_dict())

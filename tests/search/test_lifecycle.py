@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from ops.policy import load_policy
-from search import lifecycle
+from search import final_pick, lifecycle
 from search.objective import claim_budget_slot
 from search.spec import SearchSpec
 from search.strategies import get_strategy
@@ -174,7 +174,7 @@ def test_final_pick_ties_go_to_the_lower_validation_loss(
     def objective(trial: optuna.Trial) -> float:
         value = saturated(trial)
         if trial.user_attrs.get("role") == "final":
-            trial.set_user_attr(lifecycle.VAL_LOSS_ATTR, losses[trial.user_attrs["label"]])
+            trial.set_user_attr(final_pick.VAL_LOSS_ATTR, losses[trial.user_attrs["label"]])
             return 1.0
         return value
 
@@ -193,7 +193,7 @@ def test_proxy_ties_rank_by_validation_loss() -> None:
     def trial(number: int, role: str, loss: float | None, **attrs: object) -> FrozenTrial:
         user_attrs = {"role": role, "policy": {"kind": "randaugment", "n": number}, **attrs}
         if loss is not None:
-            user_attrs[lifecycle.VAL_LOSS_ATTR] = loss
+            user_attrs[final_pick.VAL_LOSS_ATTR] = loss
         t = optuna.trial.create_trial(value=1.0, user_attrs=user_attrs)
         t.number = number
         return t
@@ -207,9 +207,9 @@ def test_proxy_ties_rank_by_validation_loss() -> None:
     ]
     best = lifecycle.best_policy(trials, spec)
     assert best is not None and best.trial_number == 1
-    presets = lifecycle.pick_presets(trials, spec)
+    presets = final_pick.pick_presets(trials, spec)
     assert [(b.trial_number, b.loss) for b in presets] == [(1, 0.1)]
-    picked = lifecycle.pick_searched(trials, spec, [])
+    picked = final_pick.pick_searched(trials, spec, [])
     assert [(b.trial_number, b.loss) for b in picked] == [(4, 0.2), (3, 0.3)]
 
 
@@ -239,10 +239,10 @@ def test_stopped_trials_never_count_as_failures(storage: optuna.storages.RDBStor
 
 
 def test_rank_agreement() -> None:
-    assert lifecycle.rank_agreement([0.1, 0.2, 0.3], [0.5, 0.6, 0.7]) == pytest.approx(1.0)
-    assert lifecycle.rank_agreement([0.1, 0.2, 0.3], [0.7, 0.6, 0.5]) == pytest.approx(-1.0)
-    assert lifecycle.rank_agreement([0.1, 0.2], [0.5, 0.6]) is None
-    assert lifecycle.rank_agreement([0.1, 0.1, 0.1], [0.5, 0.6, 0.7]) is None
+    assert final_pick.rank_agreement([0.1, 0.2, 0.3], [0.5, 0.6, 0.7]) == pytest.approx(1.0)
+    assert final_pick.rank_agreement([0.1, 0.2, 0.3], [0.7, 0.6, 0.5]) == pytest.approx(-1.0)
+    assert final_pick.rank_agreement([0.1, 0.2], [0.5, 0.6]) is None
+    assert final_pick.rank_agreement([0.1, 0.1, 0.1], [0.5, 0.6, 0.7]) is None
 
 
 def test_cancel_and_resume(storage: optuna.storages.RDBStorage) -> None:
@@ -265,12 +265,12 @@ def test_failed_final_is_retried_then_the_search_fails(
         trial.set_user_attr("error", "RuntimeError: out of memory")
         raise RuntimeError("out of memory")
 
-    for _ in range(lifecycle.MAX_FINAL_ATTEMPTS):
+    for _ in range(final_pick.MAX_FINAL_ATTEMPTS):
         study.optimize(broken, n_trials=1, catch=(RuntimeError,))
         status = lifecycle.advance(storage, "s5")
     assert status.state == "failed"
     assert status.error is not None and "out of memory" in status.error
-    assert status.count("final", "FAIL") == lifecycle.MAX_FINAL_ATTEMPTS
+    assert status.count("final", "FAIL") == final_pick.MAX_FINAL_ATTEMPTS
 
 
 def test_a_failed_contender_is_dropped_and_the_others_decide(
@@ -287,7 +287,7 @@ def test_a_failed_contender_is_dropped_and_the_others_decide(
             raise RuntimeError("out of memory")
         return 0.9
 
-    for _ in range(lifecycle.MAX_FINAL_ATTEMPTS + 1):
+    for _ in range(final_pick.MAX_FINAL_ATTEMPTS + 1):
         study.optimize(preset_breaks, n_trials=1, catch=(RuntimeError,))
         status = lifecycle.advance(storage, "s8")
     assert status.state == "done" and status.result is not None
