@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import numpy as np
-import sklearn
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 from search.datasets.dataset import ImageDataset, make_dataset
 from search.datasets.limits import DEFAULT_LIMITS, DecodeLimits
@@ -20,6 +20,9 @@ def load_digits_dataset() -> ImageDataset:
 
     Ink is bright on a dark background, as in the source data.
     """
+    # Imported here: scikit-learn's import is ~1 s of every worker process's start.
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     pixels = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32)).unsqueeze(1)
     scaled = pixels * (255.0 / 16.0)
@@ -33,7 +36,7 @@ def load_digits_dataset() -> ImageDataset:
 
 def digits_fingerprint() -> str:
     """The digits data ship with scikit-learn: its version identifies them."""
-    return f"sklearn-{sklearn.__version__}"
+    return f"sklearn-{version('scikit-learn')}"
 
 
 def load_synthetic(spec: SyntheticSpec, limits: DecodeLimits = DEFAULT_LIMITS) -> ImageDataset:
