@@ -167,6 +167,7 @@ def enqueue_final(study: optuna.Study, index: int, contender: dict[str, Any] | B
 
 
 def fixed_param(t: FrozenTrial, name: str) -> int:
+    """The fixed param ``name`` an enqueued trial was given (``final``, ``attempt``; 0 if none)."""
     return int(t.system_attrs.get("fixed_params", {}).get(name, 0))
 
 
