@@ -174,16 +174,21 @@ def fixed_param(t: FrozenTrial, name: str) -> int:
 def pick_result(contenders: list[dict[str, Any]], done: dict[int, FrozenTrial]) -> dict[str, Any]:
     """The winner of the final pick and the pick's record.
 
-    Ties on validation accuracy (a small or easy validation split saturates at 1.0 for every
-    contender) go to the lower validation loss, then to the better proxy value.
+    The best validation accuracy wins. A tie between a preset and a searched policy goes to
+    the preset: the validation split cannot tell them apart (a small or easy one saturates at
+    1.000 for every contender), and the preset carries evidence from other data sets, while a
+    searched policy was selected as the best of many on this same split. Other ties go to the
+    lower validation loss, then to the better proxy value. ``decided_by`` names the rule that
+    chose the winner over the runner-up.
     """
 
-    def rank(i: int) -> tuple[float, float, float, int]:
+    def rank(i: int) -> tuple[float, bool, float, float, int]:
         loss = done[i].user_attrs.get(VAL_LOSS_ATTR)
-        return (done[i].value or 0.0, -loss if loss is not None else -math.inf,
-                contenders[i]["value"], -i)  # fmt: skip
+        return (done[i].value or 0.0, _is_preset(contenders[i]),
+                -loss if loss is not None else -math.inf, contenders[i]["value"], -i)  # fmt: skip
 
-    index = max(done, key=rank)
+    ranked = sorted(done, key=rank, reverse=True)
+    index = ranked[0]
     final = done[index]
     attrs = final.user_attrs
     rows = [
@@ -214,11 +219,54 @@ def pick_result(contenders: list[dict[str, Any]], done: dict[int, FrozenTrial]) 
         "final_pick": rows,
         "proxy_winner": contender_label(contenders[proxy_best]),
         "winner": contender_label(contenders[index]),
+        "decided_by": _decided_by([rank(i) for i in ranked[:2]]),
+        "saturated": saturated(final.value),
         "kendall_tau": rank_agreement(
             [r["proxy_value"] for r in rows if r["final_value"] is not None],
             [r["final_value"] for r in rows if r["final_value"] is not None],
         ),
     }
+
+
+def _is_preset(contender: dict[str, Any]) -> bool:
+    return contender.get("role") == "baseline"
+
+
+def saturated(value: float | None) -> bool:
+    """Whether a validation accuracy is perfect: no contender can score above it."""
+    return value is not None and value >= 1.0 - 1e-9
+
+
+#: What chose the winner over the runner-up, by the first field of their sort keys that differs.
+DECIDED_BY = ("validation accuracy", "preset on a tie", "validation loss", "proxy value")
+
+
+def _decided_by(keys: list[tuple[float, bool, float, float, int]]) -> str:
+    if len(keys) < 2:
+        return "only contender"
+    first, second = keys
+    return next((why for why, a, b in zip(DECIDED_BY, first, second, strict=False) if a != b),
+                "contender order")  # fmt: skip
+
+
+def saturated_presets(
+    study: optuna.Study, trials: list[FrozenTrial]
+) -> dict[int, FrozenTrial] | None:
+    """The preset contenders' complete finals when one is at 1.000 validation, else None.
+
+    Such a preset cannot be beaten by any policy on this validation split (ties go to
+    presets, `pick_result`), so the search can end without training the rest of its budget.
+    None until every preset contender has a complete final.
+    """
+    presets = study.user_attrs.get(PRESET_PICK_ATTR) or []
+    done: dict[int, FrozenTrial] = {}
+    for t in trials:
+        if (role_of(t) == "final" and t.state == TrialState.COMPLETE
+                and fixed_param(t, "final") < len(presets)):  # fmt: skip
+            done.setdefault(fixed_param(t, "final"), t)
+    if not presets or len(done) < len(presets):
+        return None
+    return done if any(saturated(t.value) for t in done.values()) else None
 
 
 def rank_agreement(proxy: list[float], final: list[float]) -> float | None:

@@ -55,6 +55,7 @@ from search.final_pick import (
     pick_presets,
     pick_result,
     pick_searched,
+    saturated_presets,
 )
 from search.locks import search_lock
 from search.roles import ROLES, UNFINISHED, role_of
@@ -321,6 +322,10 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
     for t in trials:
         by_role.setdefault(role_of(t), []).append(t)
     enqueue_presets(study, spec, by_role["baseline"])
+    if spec.final_pick.end_when_saturated:
+        unbeatable = saturated_presets(study, by_role["final"])
+        if unbeatable is not None:
+            return _end_saturated(study, spec, trials, unbeatable)
     complete = [t for t in by_role["search"] if t.state == TrialState.COMPLETE]
     failed = [
         t
@@ -363,6 +368,27 @@ def _advance_open(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTria
     for index, contender in enumerate(contenders):
         enqueue_final(study, index, contender, attempt=0)
     return FINALIZING
+
+
+def _end_saturated(
+    study: optuna.Study, spec: SearchSpec, trials: list[FrozenTrial],
+    done: dict[int, FrozenTrial],
+) -> str:  # fmt: skip
+    """End an open search whose preset contender scored 1.000 on validation at final fidelity.
+
+    No policy can beat it on this split (ties go to presets), so the served policy is the
+    best of the presets' finals; search trials still running stop at their next epoch
+    (`search.objective`), waiting ones are pruned.
+    """
+    presets: list[dict[str, Any]] = list(study.user_attrs.get(PRESET_PICK_ATTR) or [])
+    searched = sum(1 for t in trials if role_of(t) == "search" and t.state == TrialState.COMPLETE)
+    result = pick_result(presets, done)
+    result["ended_early"] = {"search_trials": searched, "n_trials": spec.n_trials}
+    study.set_user_attr("final_pick", presets)
+    study.set_user_attr("result", result)
+    study.set_user_attr("state", DONE)
+    _drop_waiting(study, trials)
+    return DONE
 
 
 def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:

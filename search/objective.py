@@ -46,6 +46,7 @@ from search.final_pick import VAL_LOSS_ATTR, preset_final_ready
 from search.lifecycle import (
     CANCELLED,
     CLAIM_ATTR,
+    DONE,
     FINALIZING,
     OPEN,
     REUSED_ATTR,
@@ -322,8 +323,11 @@ class Objective:
     def _raise_if_stopped(self, study: optuna.Study | None = None) -> None:
         if self.stop_event.is_set():
             raise TrialStopped("worker terminated")
-        if study is not None and study.user_attrs.get("state") == CANCELLED:
+        state = None if study is None else study.user_attrs.get("state")
+        if state == CANCELLED:
             raise TrialStopped("search cancelled")
+        if state == DONE:  # answered while this trial ran (a saturated validation, lifecycle)
+            raise optuna.TrialPruned("search done: its answer is chosen")
 
     def _train(
         self,

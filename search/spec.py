@@ -182,15 +182,23 @@ class FinalPick(BaseModel):
     time on two workers (docs/benchmarks.md); in every benchmark run so far the winner was one
     of the two searched policies or the best preset by proxy.
 
+    A tie on validation accuracy between a preset and a searched policy goes to the preset.
+    So once a preset's final reaches 1.000 on validation no policy can beat it there, and with
+    ``end_when_saturated`` the search ends at that point and serves it: the validation split
+    is too small or too easy to rank policies, and the rest of the budget would be spent on
+    trainings that cannot change the answer (docs/search.md, "A saturated validation").
+
     Attributes:
         candidates: searched policies retrained (0 keeps only presets).
         presets: baselines retrained.
+        end_when_saturated: end the search when a preset's final scores 1.000 on validation.
     """
 
     model_config = _STRICT
 
     candidates: int = Field(default=2, ge=0, le=10)
     presets: int = Field(default=1, ge=0, le=len(get_args(BaselineName)))
+    end_when_saturated: bool = True
 
     @property
     def size(self) -> int:

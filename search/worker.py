@@ -513,9 +513,10 @@ class Worker:
         )
         if outcome["state"] == "FAIL" and self.stop_event.is_set():
             # Interrupted by its worker, not by its own fault: hand it back to run elsewhere,
-            # whatever retries it used up.
+            # whatever retries it used up (unless its search has ended meanwhile).
             trial = self.storage.get_trial(outcome["trial_id"])
-            if trial.state == TrialState.FAIL:
+            active = study.user_attrs.get("state", lifecycle.OPEN) in lifecycle.ACTIVE_STATES
+            if trial.state == TrialState.FAIL and active:
                 RetryStaleTrial(max_retry=None)(study, trial)
                 log.info("worker %s: trial %d handed back", self.name, trial.number)
 

@@ -194,6 +194,16 @@ def print_final_pick(search: dict[str, Any]) -> None:
             "[yellow]the proxy's ranking did not hold at final fidelity; "
             "the served policy won the final comparison[/yellow]"
         )
+    if pick.get("decided_by"):
+        console.print(f"decided by: {pick['decided_by']}")
+    if pick.get("saturated"):
+        ended = pick.get("ended_early")
+        stop = (f"; the search ended after {ended['search_trials']} of {ended['n_trials']} "
+                "search trials" if ended else "")  # fmt: skip
+        console.print(
+            f"[yellow]the served policy scored 1.000 on validation{stop}: the split is too "
+            "small or too easy to rank policies (ties go to the preset)[/yellow]"
+        )
 
 
 @search_app.command("start")

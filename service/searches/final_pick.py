@@ -56,7 +56,10 @@ def final_pick(
         ``contenders`` (rows in contender order: label, role, baseline, source_trial,
         proxy_value, final_value, final_loss, test_accuracy, final_trial, state, trials, winner,
         proxy_winner), ``done``, ``size``, ``winner``, ``proxy_winner``, ``kendall_tau`` and
-        ``proxy_reliable`` (None until the winner is known).
+        ``proxy_reliable`` (None until the winner is known); once it is, ``decided_by`` (the
+        rule that chose the winner over the runner-up), ``saturated`` (the winner scored
+        1.000 on validation) and ``ended_early`` (``search_trials`` of ``n_trials``, when a
+        preset's perfect final ended the search before its budget).
     """
     from search.lifecycle import role_of
 
@@ -94,4 +97,7 @@ def final_pick(
         "proxy_winner": proxy_winner,
         "kendall_tau": tau,
         "proxy_reliable": reliable,
+        "decided_by": result.get("decided_by"),
+        "saturated": result.get("saturated"),
+        "ended_early": result.get("ended_early"),
     }

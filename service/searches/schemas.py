@@ -72,6 +72,11 @@ class FinalPickRead(BaseModel):
         kendall_tau: rank agreement of proxy and final values (None below 3 contenders).
         proxy_reliable: False when the proxy's ranking did not hold at final fidelity (tau below
             0.5 or another winner); None until the winner is known.
+        decided_by: what chose the winner over the runner-up: ``validation accuracy``,
+            ``preset on a tie``, ``validation loss``, ``proxy value`` or ``only contender``.
+        saturated: the winner scored 1.000 on validation: the split cannot rank policies.
+        ended_early: ``search_trials`` complete of ``n_trials`` when a preset's final at
+            1.000 ended the search before its budget (nothing else can beat it there).
     """
 
     contenders: list[ContenderRead] = Field(default_factory=list)
@@ -81,6 +86,9 @@ class FinalPickRead(BaseModel):
     proxy_winner: str | None = None
     kendall_tau: float | None = None
     proxy_reliable: bool | None = None
+    decided_by: str | None = None
+    saturated: bool | None = None
+    ended_early: dict[str, int] | None = None
 
 
 class SearchProgress(BaseModel):

@@ -185,6 +185,76 @@ def test_final_pick_ties_go_to_the_lower_validation_loss(
     assert status.result["winner"] == "randaugment-2-9"
     rows = {r["label"]: r["final_loss"] for r in status.result["final_pick"]}
     assert rows == losses
+    # Both presets tie at 1.000: among them the loss decides.
+    assert status.result["decided_by"] == "validation loss" and status.result["saturated"]
+
+
+def _contender(label: str, role: str, proxy: float) -> dict[str, object]:
+    baseline = label if role == "baseline" else None
+    return {"value": proxy, "trial_number": 1, "role": role, "baseline": baseline,
+            "policy": {"kind": "none"}, "recipe_overrides": {}}  # fmt: skip
+
+
+def _final(value: float, loss: float) -> FrozenTrial:
+    return optuna.trial.create_trial(
+        value=value, user_attrs={final_pick.VAL_LOSS_ATTR: loss, "policy": {"kind": "none"}}
+    )
+
+
+def test_a_tie_between_a_preset_and_a_searched_policy_goes_to_the_preset() -> None:
+    contenders = [_contender("trivialaugment-wide", "baseline", 0.9),
+                  _contender("search", "search", 0.95)]  # fmt: skip
+    # Equal accuracy: the searched policy's lower loss does not beat the preset.
+    tied = final_pick.pick_result(contenders, {0: _final(1.0, 0.09), 1: _final(1.0, 0.07)})
+    assert tied["winner"] == "trivialaugment-wide" and tied["decided_by"] == "preset on a tie"
+    assert tied["saturated"] is True
+    # A better accuracy wins whatever the roles.
+    ahead = final_pick.pick_result(contenders, {0: _final(0.98, 0.05), 1: _final(0.99, 0.2)})
+    assert ahead["winner"] == "search #1" and ahead["decided_by"] == "validation accuracy"
+    assert ahead["saturated"] is False
+    alone = final_pick.pick_result(contenders, {1: _final(0.99, 0.2)})
+    assert alone["decided_by"] == "only contender"
+
+
+def test_a_preset_final_at_1_ends_the_search(storage: optuna.storages.RDBStorage) -> None:
+    # The preset's final reaches 1.000 on validation while the search still has budget: no
+    # policy can beat it there (ties go to presets), so the search ends and serves it.
+    spec = _spec(n_trials=6, final_pick={"candidates": 2, "presets": 1})
+    lifecycle.create_search_study(storage, "sat", spec)
+    study = lifecycle.load_search_study(storage, "sat")
+    perfect = cheap_objective(0.8, {"none": 1.0})
+    _drain(study, perfect, 2)  # the baselines
+    assert lifecycle.advance(storage, "sat").state == "open"
+    _drain(study, perfect, 2)  # the preset's final (none, best by proxy), one search trial
+    assert [t.value for t in _finals(study)] == [1.0]
+    study.enqueue_trial({"rate": 0}, user_attrs={"role": "search"})  # waits: pruned at the end
+    status = lifecycle.advance(storage, "sat")
+    assert status.state == "done" and status.result is not None
+    assert status.result["winner"] == "none" and status.result["saturated"] is True
+    assert status.result["ended_early"] == {"search_trials": 1, "n_trials": 6}
+    assert [r["label"] for r in status.result["final_pick"]] == ["none"]
+    assert not [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert lifecycle.advance(storage, "sat").state == "done"
+
+
+def test_a_saturated_preset_does_not_end_the_search_when_asked_not_to(
+    storage: optuna.storages.RDBStorage,
+) -> None:
+    spec = _spec(n_trials=2, final_pick={"candidates": 1, "presets": 1,
+                                         "end_when_saturated": False})  # fmt: skip
+    lifecycle.create_search_study(storage, "sat2", spec)
+    study = lifecycle.load_search_study(storage, "sat2")
+    perfect = cheap_objective(0.8, {"none": 1.0})
+    _drain(study, perfect, 2)  # the baselines
+    lifecycle.advance(storage, "sat2")
+    _drain(study, perfect, 2)  # the preset's final, one search trial
+    assert lifecycle.advance(storage, "sat2").state == "open"
+    _drain(study, perfect, 1)
+    assert lifecycle.advance(storage, "sat2").state == "finalizing"
+    _drain(study, perfect, 1)
+    status = lifecycle.advance(storage, "sat2")
+    assert status.result is not None and "ended_early" not in status.result
+    assert status.result["winner"] == "none" and status.count("search", "COMPLETE") == 2
 
 
 def test_proxy_ties_rank_by_validation_loss() -> None:

@@ -261,3 +261,43 @@ def test_the_workers_tpe_draws_what_grouped_tpe_draws() -> None:
             study.tell(trial, i / 8)
         draws.append(drawn)
     assert draws[0] == draws[1]
+
+
+def _run_until_running(tmp_path: Path, search_id: str) -> tuple[Any, Worker, Any]:
+    """A worker thread on a one-trial search, returned once its trial is running."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    storage = lifecycle.make_storage(url, heartbeat_interval=5)
+    lifecycle.create_search_study(storage, search_id, _spec(2))
+    worker = Worker(url, "cpu", tmp_path / "art", heartbeat_interval=5, poll_interval=0.1,
+                    name=search_id, train_fn=FixedLengthTrial(8.0, 40))  # fmt: skip
+    thread = threading.Thread(target=worker.run, kwargs={"max_idle": 0})
+    thread.start()
+    study = optuna.load_study(study_name=lifecycle.study_name(search_id), storage=storage)
+    deadline = time.monotonic() + 30
+    while not any(t.state == TrialState.RUNNING for t in study.get_trials()):
+        assert time.monotonic() < deadline, "the trial never started"
+        time.sleep(0.05)
+    return study, worker, thread
+
+
+def test_a_running_trial_stops_when_its_search_is_answered(tmp_path: Path) -> None:
+    # A preset's perfect final ends a search while search trials run (lifecycle): they stop
+    # at their next epoch, pruned, instead of training to the end.
+    study, _, thread = _run_until_running(tmp_path, "answered")
+    start = time.monotonic()
+    study.set_user_attr("state", lifecycle.DONE)
+    thread.join(timeout=30)
+    assert time.monotonic() - start < 4  # the trial was planned to run 8 s
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.PRUNED
+
+
+def test_a_stopped_worker_hands_back_no_trial_of_an_ended_search(tmp_path: Path) -> None:
+    study, worker, thread = _run_until_running(tmp_path, "ended")
+    study.set_user_attr("state", lifecycle.CANCELLED)
+    worker.stop_event.set()  # SIGTERM, as the runner sends once the search is over
+    thread.join(timeout=30)
+    # Stopped by its worker, but its search is over: no copy waits to run elsewhere.
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]
