@@ -292,7 +292,7 @@ class Worker:
         def on_signal(signum: int, frame: Any) -> None:
             log.info(
                 "worker %s: %s, stopping after the current epoch (its trial goes back to the "
-                "queue)",
+                "queue if its search is still active)",
                 self.name,
                 signal.Signals(signum).name,
             )

@@ -128,3 +128,40 @@ def test_the_search_page_shows_the_pick_the_winner_and_the_warning(
         assert f"final: {c['label']}" in html
         assert f'data-contender="{c["label"]}"' in html.split('data-chart="trials"')[1]
     assert "final pick 3/3 trainings" in html
+
+
+def test_a_preset_at_1_ends_the_search_and_the_page_says_why(
+    client: TestClient, runtime: Runtime, settings: Settings, digits: dict[str, Any]
+) -> None:
+    proxy = FixedLengthTrial(0.0, 1)
+
+    def perfect_preset(trial: optuna.Trial, role: str, check_stop: Callable[[], None]) -> float:
+        if role == "final" and trial.user_attrs.get("baseline"):
+            return 1.0
+        return proxy(trial, role, check_stop)
+
+    sid = client.post("/api/v1/searches", json={"dataset_id": digits["id"], "spec": SPEC}).json()[
+        "id"
+    ]
+    reconciler = Reconciler(runtime)
+    try:
+        reconciler.run_once()
+        # The baseline, then the preset's final (enqueued once the baseline is over).
+        Worker(settings.optuna_storage_url, "cpu", settings.artifact_store_location,
+               name="sat", heartbeat_interval=1, poll_interval=0.05, max_trials=2,
+               train_fn=perfect_preset).run(max_idle=0)  # fmt: skip
+        reconciler.run_once()
+    finally:
+        reconciler.leader.release()
+    search = client.get(f"/api/v1/searches/{sid}").json()
+    assert search["state"] == "completed", search
+    pick = SearchRead.model_validate(search).final_pick
+    assert pick is not None and pick.winner == "none" and pick.saturated is True
+    # The baseline, then the preset's final: the search ends before any search trial.
+    assert pick.ended_early == {"search_trials": 0, "n_trials": 3}
+    assert pick.decided_by == "only contender" and pick.size == 1
+    assert search["progress"]["budget_used"] == 0
+    html = client.get(f"/searches/{sid}").text
+    assert 'id="saturated-warning"' in html
+    assert "the search ended after 0 of 3 search trials" in html
+    assert "Decided by: only contender." in html
