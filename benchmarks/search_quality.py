@@ -207,6 +207,7 @@ def _bench(name: str, args: argparse.Namespace, workdir: Path) -> str:
             + ("failed" if r["final_value"] is None else f"{r['final_value']:.4f}")
             for r in s.result.get("final_pick", [])
         )
+        + _pick_verdict(s.result)
         for s in searches
     )
     return (
@@ -225,6 +226,16 @@ def _bench(name: str, args: argparse.Namespace, workdir: Path) -> str:
         + f"\n\nFinal pick (validation accuracy, proxy -> final recipe):\n{picks}\n\n"
         f"Load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}.\n"
     )
+
+
+def _pick_verdict(result: dict[str, Any]) -> str:
+    """How the final pick decided, and whether a saturated validation ended the search."""
+    text = f"; decided by {result['decided_by']}" if result.get("decided_by") else ""
+    ended = result.get("ended_early")
+    if ended:
+        text += (f"; the preset's final scored 1.000 on validation, so the search ended after "
+                 f"{ended['search_trials']} of {ended['n_trials']} search trials")  # fmt: skip
+    return text
 
 
 def main() -> None:
