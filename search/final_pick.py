@@ -5,9 +5,11 @@ The contenders are the best presets by proxy value (`pick_presets`, chosen and e
 trials) and, once the search budget is spent, the best distinct searched policies
 (`pick_searched`). Each is retrained with the final recipe, one ``final`` trial per contender
 (fixed params ``final`` = contender index, ``attempt``; `enqueue_final`). `pick_result` names
-the winner, the contender with the best validation accuracy at final fidelity, and records
-every contender's proxy and final figures and the Kendall tau between the two rankings
-(`rank_agreement`). The search's states and the stage machine are `search.lifecycle`'s.
+the winner, the contender with the best validation accuracy at final fidelity (a tie between
+a preset and a searched policy goes to the preset), and records every contender's proxy and
+final figures and the Kendall tau between the two rankings (`rank_agreement`). A preset whose
+final scores 1.000 on validation cannot be beaten (`saturated_presets`): the lifecycle then
+ends the search early. The search's states and the stage machine are `search.lifecycle`'s.
 """
 
 from __future__ import annotations
