@@ -15,13 +15,8 @@ when its current stage may be over (from the trials its pick has just read, not 
 each trial), and reads a finished trial back only to re-queue it. Between trials it does not
 wait: ``poll_interval`` is the pause of an idle worker only.
 
-Workers register in the study ``augsearch-workers``: one user attr per worker name holding
-``{device, host, pid, state, current_trial, trials_done, heartbeat_s, last_seen}``. Each
-worker writes only its own key, so updates never race: the loop when its state or trial
-changes, and a heartbeat thread every ``heartbeat_s`` (the smaller of ``REGISTER_INTERVAL_S``
-and the trial heartbeat interval) whatever the loop is doing, also through a trial of hours.
-A worker whose ``last_seen`` is older than ``LOST_AFTER_BEATS`` of its beats is lost (killed,
-or its host is down): `is_lost`.
+Each worker keeps its record in the workers registry (`search.worker_registry`): its state
+and trial, refreshed by a heartbeat thread, so a killed worker shows as lost.
 
 Waiting compression jobs (`search.compress.jobs`: the ONNX, int8 and pruned variants of a
 finished search's checkpoint, trials of the study ``augsearch-compressions``) go before search
@@ -37,14 +32,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +62,8 @@ from search.storage import (
     lease,
     make_storage,
 )
+from search.worker_registry import REGISTER_INTERVAL_S, WorkerRecord
 
-WORKERS_STUDY = "augsearch-workers"
-# A worker's registry record is refreshed at least this often (its heartbeat).
-REGISTER_INTERVAL_S = 10.0
-# Beats missed before a worker is lost: 30 s at the default interval.
-LOST_AFTER_BEATS = 3
 log = logging.getLogger("augsearch.worker")
 
 
@@ -198,10 +186,9 @@ class Worker:
         #: Searches whose preset contenders are picked (an open search advances once for them).
         self._presets_picked: set[str] = set()
         self._reaped_at: dict[str, float] = {}
-        self.register_interval = min(REGISTER_INTERVAL_S, float(heartbeat_interval))
-        self._registry: optuna.Study | None = None
-        self._registered: tuple[str, str | None, float] | None = None
-        self._registry_lock = threading.Lock()
+        self.record = WorkerRecord(self.storage, self.name, device,
+                                   min(REGISTER_INTERVAL_S, float(heartbeat_interval)),
+                                   lambda: self.trials_done)  # fmt: skip
 
     def stop(self) -> None:
         """Ask the loop to stop; the running trial stops after its current epoch."""
@@ -215,7 +202,7 @@ class Worker:
         """
         idle_limit = max_idle if max_idle is not None else self.idle_exit
         previous = self._install_signals()
-        with self._heartbeat():
+        with self.record.heartbeat():
             idle_since = time.monotonic()
             outage_since: float | None = None
             while not self.stop_event.is_set():
@@ -237,7 +224,7 @@ class Worker:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         try:
-            self._register("stopped", force=True)
+            self.record.register("stopped", force=True)
         except Exception as exc:
             log.warning("worker %s: could not record its stop: %s", self.name, exc)
         return self.trials_done
@@ -250,18 +237,18 @@ class Worker:
         next `pick` advances a search whose stage may be over anyway, from the reads it makes.
         """
         if self.compressions is not None and self.compressions.has_work():
-            self._register("busy", "compression")
+            self.record.register("busy", "compression")
             self.compressions.run_one()
             self.jobs_done += 1
             return True
         search_id = self.pick()
         if search_id is None:
-            self._register("idle")
+            self.record.register("idle")
             return False
         if self.stop_event.is_set():  # stopped while it looked: start nothing more
             return False
         if search_id.startswith(KEY_PREFIX) and self.self_training is not None:
-            self._register("busy", search_id)
+            self.record.register("busy", search_id)
             self.self_training.run(search_id)
             self.trials_done += 1
             return True
@@ -474,7 +461,7 @@ class Worker:
     def _run_trial(self, search_id: str, trial: optuna.Trial, outcome: dict[str, Any]) -> float:
         """The objective of one trial; records its outcome for `_after_trial`."""
         outcome.update(trial_id=trial._trial_id, number=trial.number, state="FAIL")
-        self._register("busy", f"{search_id}#{trial.number}")
+        self.record.register("busy", f"{search_id}#{trial.number}")
         start = time.perf_counter()
         try:
             if has_heartbeat(self.storage):
@@ -519,103 +506,3 @@ class Worker:
             if trial.state == TrialState.FAIL and active:
                 RetryStaleTrial(max_retry=None)(study, trial)
                 log.info("worker %s: trial %d handed back", self.name, trial.number)
-
-    def _register(
-        self, state: str, current_trial: str | None = None, *, force: bool = False
-    ) -> None:
-        """Write this worker's registry record when its state or trial changed or it is old."""
-        with self._registry_lock:
-            if not force and self._registered is not None:
-                last_state, last_trial, last_at = self._registered
-                unchanged = (last_state, last_trial) == (state, current_trial)
-                if unchanged and time.monotonic() - last_at < self.register_interval:
-                    return
-            self._write_record(state, current_trial)
-
-    def _refresh(self) -> None:
-        """Write the last record again with a new ``last_seen`` (one heartbeat)."""
-        with self._registry_lock:
-            if self._registered is not None:
-                self._write_record(*self._registered[:2])
-
-    def _write_record(self, state: str, current_trial: str | None) -> None:
-        """Write the record (the caller holds ``_registry_lock``)."""
-        if self._registry is None:
-            self._registry = optuna.create_study(
-                storage=self.storage, study_name=WORKERS_STUDY, load_if_exists=True
-            )
-        self._registry.set_user_attr(
-            self.name,
-            {
-                "device": self.device,
-                "host": self.name.split(":")[0],
-                "pid": os.getpid(),
-                "state": state,
-                "current_trial": current_trial,
-                "trials_done": self.trials_done,
-                "heartbeat_s": self.register_interval,
-                "last_seen": datetime.now(UTC).isoformat(),
-            },
-        )
-        self._registered = (state, current_trial, time.monotonic())
-
-    @contextmanager
-    def _heartbeat(self) -> Iterator[None]:
-        """Refresh the registry record every ``register_interval`` s from a thread meanwhile.
-
-        The loop writes only between trials, and a trial can train for hours: without the
-        beat a busy worker would look lost. The lock keeps a beat from writing an older state
-        over a newer one.
-        """
-        done = threading.Event()
-
-        def beat() -> None:
-            while not done.wait(self.register_interval):
-                try:
-                    self._refresh()
-                except Exception as exc:  # a storage blip: the next beat tries again
-                    log.warning("worker %s: registry heartbeat failed: %s", self.name, exc)
-
-        thread = threading.Thread(target=beat, name=f"registry-{self.name}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
-
-
-def registry(storage: BaseStorage) -> dict[str, dict[str, Any]]:
-    """Every record of the workers registry by worker name, stopped and lost ones included."""
-    try:
-        study = optuna.load_study(study_name=WORKERS_STUDY, storage=storage)
-    except KeyError:
-        return {}
-    return dict(study.user_attrs)
-
-
-def is_lost(info: dict[str, Any], now: datetime | None = None) -> bool:
-    """Whether a worker missed `LOST_AFTER_BEATS` heartbeats (killed, or its host is down).
-
-    Records written before workers had a heartbeat thread count with `REGISTER_INTERVAL_S`.
-    """
-    now = now or datetime.now(UTC)
-    beat = float(info.get("heartbeat_s") or REGISTER_INTERVAL_S)
-    age = (now - datetime.fromisoformat(info["last_seen"])).total_seconds()
-    return age > LOST_AFTER_BEATS * beat
-
-
-def workers_alive(storage: BaseStorage | str) -> dict[str, dict[str, Any]]:
-    """Registered workers neither stopped nor lost (`is_lost`), by name.
-
-    Args:
-        storage: an Optuna storage, or its URL (opened without heartbeats).
-    """
-    if isinstance(storage, str):
-        storage = make_storage(storage, heartbeat_interval=None)
-    now = datetime.now(UTC)
-    return {
-        name: info
-        for name, info in registry(storage).items()
-        if info.get("state") != "stopped" and not is_lost(info, now)
-    }

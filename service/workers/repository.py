@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 def records(storage: BaseStorage) -> dict[str, dict[str, Any]]:
     """Every registry record by worker name (stopped and lost workers included)."""
-    from search.worker import registry
+    from search.worker_registry import registry
 
     # The registry reader accepts any Optuna storage; passing ours avoids opening a new one.
     return registry(storage)

@@ -1,8 +1,8 @@
 """The workers registry as users see it: live and lost workers, and who may see what.
 
-A worker writes its record every ``heartbeat_s`` (`search.worker.REGISTER_INTERVAL_S`, 10 s,
+A worker writes its record every ``heartbeat_s`` (`search.worker_registry.REGISTER_INTERVAL_S`, 10 s,
 or its trial heartbeat interval if shorter), also while it trains. A record older than
-`search.worker.LOST_AFTER_BEATS` beats (30 s by default) shows the worker ``lost``; lost
+`search.worker_registry.LOST_AFTER_BEATS` beats (30 s by default) shows the worker ``lost``; lost
 workers are listed for `LOST_SHOWN_S` and then left out, stopped workers at once.
 """
 
@@ -35,7 +35,7 @@ def _search_id(current_trial: Any) -> int | None:
 
 def _entry(name: str, info: dict[str, Any], now: datetime) -> WorkerRead | None:
     """The full entry of one record; None for a stopped or long-lost worker."""
-    from search.worker import LOST_AFTER_BEATS, REGISTER_INTERVAL_S, is_lost
+    from search.worker_registry import LOST_AFTER_BEATS, REGISTER_INTERVAL_S, is_lost
 
     if info.get("state") == "stopped":
         return None

@@ -20,7 +20,8 @@ from scaletools import (
 from search import lifecycle
 from search.objective import FixedLengthTrial
 from search.storage import make_storage
-from search.worker import Worker, workers_alive
+from search.worker import Worker
+from search.worker_registry import workers_alive
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

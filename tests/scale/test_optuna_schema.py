@@ -19,7 +19,7 @@ from scaletools import stop_all, wait_for
 from sqlalchemy import create_engine, make_url, text
 
 from search.schema import SchemaNotReady, ensure_optuna_schema
-from search.worker import workers_alive
+from search.worker_registry import workers_alive
 
 pytestmark = pytest.mark.slow
 OPENERS = 3

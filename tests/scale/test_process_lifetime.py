@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from scaletools import wait_for
 from servertools import Server, descendants, free_port, wait_gone
 
-from search.worker import workers_alive
+from search.worker_registry import workers_alive
 
 pytestmark = pytest.mark.slow
 LONG = {  # trials long enough to be interrupted

@@ -23,7 +23,8 @@ from search.objective import FixedLengthTrial
 from search.spec import SearchSpec
 from search.storage import make_storage, set_trial_params, set_trial_user_attrs
 from search.strategies import get_strategy, make_sampler
-from search.worker import Worker, workers_alive
+from search.worker import Worker
+from search.worker_registry import workers_alive
 
 pytestmark = pytest.mark.slow
 optuna.logging.set_verbosity(optuna.logging.WARNING)

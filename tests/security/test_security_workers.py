@@ -10,7 +10,7 @@ import optuna
 from fastapi.testclient import TestClient
 from security_support import Accounts, Owned
 
-from search.worker import WORKERS_STUDY
+from search.worker_registry import WORKERS_STUDY
 from service.runtime import Runtime
 
 PRIVATE = ("name", "device", "host", "pid", "trials_done", "last_seen", "heartbeat_timeout_s")

@@ -21,7 +21,8 @@ import optuna
 import pytest
 from fastapi.testclient import TestClient
 
-from search.worker import Worker, workers_alive
+from search.worker import Worker
+from search.worker_registry import workers_alive
 from service.reconciler import Reconciler
 from service.runtime import Runtime
 
