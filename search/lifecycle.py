@@ -307,7 +307,7 @@ def _advance(storage: BaseStorage, search_id: str) -> StudyStatus:
     if state == OPEN:
         state = _advance_open(study, spec, study.get_trials(deepcopy=False))
     if state == FINALIZING:
-        _advance_finalizing(study, study.get_trials(deepcopy=False))
+        _advance_finalizing(study, spec, study.get_trials(deepcopy=False))
     return _status(study, search_id, study.get_trials(deepcopy=False))
 
 
@@ -391,9 +391,17 @@ def _end_saturated(
     return DONE
 
 
-def _advance_finalizing(study: optuna.Study, trials: list[FrozenTrial]) -> str:
+def _advance_finalizing(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTrial]) -> str:
     contenders: list[dict[str, Any]] = list(study.user_attrs.get("final_pick", []))
     finals = [t for t in trials if role_of(t) == "final"]
+    if spec.final_pick.end_when_saturated and saturated_presets(study, finals) is not None:
+        # A preset's final at 1.000 wins whatever the searched finals still running score.
+        answered = {fixed_param(t, "final"): t for t in reversed(finals)
+                    if t.state == TrialState.COMPLETE}  # fmt: skip
+        study.set_user_attr("result", pick_result(contenders, answered))
+        study.set_user_attr("state", DONE)
+        _drop_waiting(study, finals)
+        return DONE
     done: dict[int, FrozenTrial] = {}
     waiting = False
     for index, contender in enumerate(contenders):

@@ -427,3 +427,22 @@ def test_pruned_trainings_spend_the_budget_so_the_search_ends(
     assert status.count("search", "PRUNED") == 3
     assert status.state == "finalizing"  # no search trial completed: the presets still compete
     assert [t.user_attrs["label"] for t in _finals(study)] == ["none"]
+
+
+def test_a_preset_final_at_1_ends_the_final_pick(storage: optuna.storages.RDBStorage) -> None:
+    # The preset's final finishes after the budget is spent: the searched final still waiting
+    # cannot beat it, so the pick ends without it.
+    spec = _spec(n_trials=1, final_pick={"candidates": 1, "presets": 1})
+    lifecycle.create_search_study(storage, "sat3", spec)
+    study = lifecycle.load_search_study(storage, "sat3")
+    perfect = cheap_objective(0.8, {"none": 1.0})
+    _drain(study, perfect, 3)  # the baselines and the search trial, before any advance
+    assert lifecycle.advance(storage, "sat3").state == "finalizing"
+    assert [t.user_attrs["label"] for t in _finals(study)] == ["none", "search #2"]
+    _drain(study, perfect, 1)  # the preset's final, first in the queue
+    status = lifecycle.advance(storage, "sat3")
+    assert status.state == "done" and status.result is not None
+    assert status.result["winner"] == "none" and status.result["saturated"] is True
+    assert "ended_early" not in status.result
+    assert [r["final_value"] for r in status.result["final_pick"]] == [1.0, None]
+    assert [t.state for t in _finals(study)] == [TrialState.COMPLETE, TrialState.PRUNED]
