@@ -385,10 +385,7 @@ def _end_saturated(
     result = pick_result(presets, done)
     result["ended_early"] = {"search_trials": searched, "n_trials": spec.n_trials}
     study.set_user_attr("final_pick", presets)
-    study.set_user_attr("result", result)
-    study.set_user_attr("state", DONE)
-    _drop_waiting(study, trials)
-    return DONE
+    return _done(study, result, trials)
 
 
 def _advance_finalizing(study: optuna.Study, spec: SearchSpec, trials: list[FrozenTrial]) -> str:
@@ -398,10 +395,7 @@ def _advance_finalizing(study: optuna.Study, spec: SearchSpec, trials: list[Froz
         # A preset's final at 1.000 wins whatever the searched finals still running score.
         answered = {fixed_param(t, "final"): t for t in reversed(finals)
                     if t.state == TrialState.COMPLETE}  # fmt: skip
-        study.set_user_attr("result", pick_result(contenders, answered))
-        study.set_user_attr("state", DONE)
-        _drop_waiting(study, finals)
-        return DONE
+        return _done(study, pick_result(contenders, answered), finals)
     done: dict[int, FrozenTrial] = {}
     waiting = False
     for index, contender in enumerate(contenders):
@@ -422,9 +416,14 @@ def _advance_finalizing(study: optuna.Study, spec: SearchSpec, trials: list[Froz
     if not done:
         last = finals[-1].user_attrs.get("error", "unknown") if finals else "unknown"
         return _fail(study, f"every final training failed; last error: {last}")
-    study.set_user_attr("result", pick_result(contenders, done))
+    return _done(study, pick_result(contenders, done), finals)
+
+
+def _done(study: optuna.Study, result: dict[str, Any], trials: list[FrozenTrial]) -> str:
+    """Record the search's result, mark it done and drop its waiting ``trials``."""
+    study.set_user_attr("result", result)
     study.set_user_attr("state", DONE)
-    _drop_waiting(study, finals)
+    _drop_waiting(study, trials)
     return DONE
 
 
