@@ -11,11 +11,18 @@ built offline and seeded:
 * ``house-numbers`` (:func:`house_numbers_splits`): SVHN-like colour crops of digits
   (:mod:`benchmarks.house_numbers`), test and validation again by unseen typeface;
 * ``digits`` (:func:`digits_splits`): scikit-learn's handwritten digits, stratified splits.
+
+The grouped sets draw only on the typefaces of `BENCHMARK_TYPEFACES` (Debian's DejaVu
+packages), found in the machine's font folders: which typefaces train, validate and test must
+not depend on what else is installed (Debian's ``chromium`` pulls in 16 more typefaces, and
+with them every typeface of the split changed).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +40,58 @@ from search.datasets import (
     stratified_split,
 )
 from search.datasets.dataset import channel_stats
+from search.datasets.fonts import find_font_files
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: The typefaces of the grouped sets: Debian's ``fonts-dejavu-core`` and ``fonts-dejavu-extra``
+#: (the 22 files the calibration, ``benchmarks/fidelity_calibration.md``, was measured on).
+BENCHMARK_TYPEFACES = tuple(
+    f"DejaVu{name}"
+    for name in (
+        "MathTeXGyre",
+        *(f"Sans{v}" for v in ("", "-Bold", "-BoldOblique", "-ExtraLight", "-Oblique")),
+        *(f"SansCondensed{v}" for v in ("", "-Bold", "-BoldOblique", "-Oblique")),
+        *(f"SansMono{v}" for v in ("", "-Bold", "-BoldOblique", "-Oblique")),
+        *(f"Serif{v}" for v in ("", "-Bold", "-BoldItalic", "-Italic")),
+        *(f"SerifCondensed{v}" for v in ("", "-Bold", "-BoldItalic", "-Italic")),
+    )
+)
+
+
+def benchmark_font_dir(into: str | Path, search_in: str | None = None) -> Path:
+    """Link the `BENCHMARK_TYPEFACES` found under ``search_in`` into the folder ``into``.
+
+    Args:
+        into: an empty or new folder; it receives one symbolic link per typeface.
+        search_in: where to look (the system font folders when None).
+
+    Raises:
+        DatasetError: a typeface is missing (install ``fonts-dejavu-core fonts-dejavu-extra``).
+    """
+    found = {f.stem: f for f in find_font_files(search_in)}
+    missing = [name for name in BENCHMARK_TYPEFACES if name not in found]
+    if missing:
+        raise DatasetError(
+            f"the benchmark's typefaces {', '.join(missing)} are not installed "
+            "(Debian: apt-get install fonts-dejavu-core fonts-dejavu-extra)"
+        )
+    folder = Path(into)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in BENCHMARK_TYPEFACES:
+        (folder / found[name].name).symlink_to(found[name])
+    return folder
+
+
+#: The folders of `_system_benchmark_fonts`, removed when the process exits.
+_FONT_FOLDERS: list[tempfile.TemporaryDirectory[str]] = []
+
+
+@functools.cache
+def _system_benchmark_fonts() -> str:
+    """A folder of links to the machine's benchmark typefaces, for this process's lifetime."""
+    folder = tempfile.TemporaryDirectory(prefix="augsearch-benchmark-fonts-")
+    _FONT_FOLDERS.append(folder)
+    return str(benchmark_font_dir(folder.name))
 
 
 @dataclass(frozen=True)
@@ -65,7 +122,16 @@ class BenchmarkSplits:
         if all(g is not None for g in groups):
             counts = [len(set(g.tolist())) for g in groups if g is not None]
             text += f"; typefaces {counts[0]} train / {counts[1]} val / {counts[2]} test"
+            names = [self._typeface_names(d) for d in (self.train, self.val)]
+            if all(names):
+                text += f" (train: {', '.join(names[0])}; val: {', '.join(names[1])})"
         return text
+
+    @staticmethod
+    def _typeface_names(part: ImageDataset) -> list[str]:
+        if part.groups is None or not part.group_names:
+            return []
+        return [part.group_names[g] for g in sorted(set(part.groups.tolist()))]
 
 
 def _rank_in_group_class(ds: ImageDataset, groups: np.ndarray) -> np.ndarray:
@@ -142,18 +208,23 @@ FONTS_SPLIT = TypefaceSplit(typefaces=3, val_typefaces=1, per_font=20, test_per_
 
 
 def fonts_splits(
-    *, characters: str = LETTERS, split: TypefaceSplit = FONTS_SPLIT, seed: int = 0
+    *,
+    characters: str = LETTERS,
+    split: TypefaceSplit = FONTS_SPLIT,
+    seed: int = 0,
+    font_dir: str | None = None,
 ) -> BenchmarkSplits:
-    """Characters in the machine's typefaces; test and val hold out whole typefaces.
+    """Characters in the benchmark's typefaces; test and val hold out whole typefaces.
 
     Args:
         characters: one class per character.
         split: typefaces and images per typeface of each part.
         seed: seeds the rendering and the choice of typefaces.
+        font_dir: the typefaces to draw on (`BENCHMARK_TYPEFACES` of the machine when None).
     """
     spec = TypeAdapter(DatasetSpec).validate_python(
         {"source": "fonts", "characters": characters, "per_font": split.rendered_per_font,
-         "seed": seed}
+         "seed": seed, "path": font_dir or _system_benchmark_fonts()}
     )  # fmt: skip
     return _by_typeface("fonts", load_dataset(spec), split, seed)
 
@@ -163,15 +234,17 @@ HOUSE_NUMBERS_SPLIT = TypefaceSplit(typefaces=3, val_typefaces=1, per_font=40, t
 
 
 def house_numbers_splits(
-    *, split: TypefaceSplit = HOUSE_NUMBERS_SPLIT, seed: int = 0
+    *, split: TypefaceSplit = HOUSE_NUMBERS_SPLIT, seed: int = 0, font_dir: str | None = None
 ) -> BenchmarkSplits:
     """SVHN-like colour digits (:mod:`benchmarks.house_numbers`); test and val by typeface.
 
     Args:
         split: typefaces and images per typeface of each part.
         seed: seeds the rendering and the choice of typefaces.
+        font_dir: the typefaces to draw on (`BENCHMARK_TYPEFACES` of the machine when None).
     """
-    ds = render_house_numbers(split.rendered_per_font, seed=seed)
+    font_dir = font_dir or _system_benchmark_fonts()
+    ds = render_house_numbers(split.rendered_per_font, seed=seed, font_dir=font_dir)
     return _by_typeface("house-numbers", ds, split, seed)
 
 

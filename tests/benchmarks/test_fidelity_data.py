@@ -10,8 +10,10 @@ import torch
 
 from benchmarks.fidelity_calibration import policy_named
 from benchmarks.fidelity_data import (
+    BENCHMARK_TYPEFACES,
     BenchmarkSplits,
     TypefaceSplit,
+    benchmark_font_dir,
     digits_splits,
     fonts_splits,
     house_numbers_splits,
@@ -22,6 +24,7 @@ from ops.policy import BaseAugment
 from ops.presets import PRESETS
 from search.datasets import SPLIT_CODES, DatasetError
 from search.datasets.dataset import channel_stats
+from search.datasets.fonts import find_font_files
 from search.datasets.imagefolder import load_image_folder
 
 SMALL = TypefaceSplit(typefaces=3, val_typefaces=1, per_font=2, test_per_font=1)
@@ -52,6 +55,37 @@ def test_splits_are_seeded() -> None:
     a, b = fonts_splits(split=SMALL, seed=3), fonts_splits(split=SMALL, seed=3)
     assert torch.equal(a.test.images, b.test.images) and a.describe() == b.describe()
     assert "typefaces 2 train / 1 val" in a.describe()
+    assert "(train: DejaVu" in a.describe() and "; val: DejaVu" in a.describe()
+
+
+def _fonts_with_extras(folder: Path) -> Path:
+    """The machine's fonts linked into ``folder``, plus two typefaces that are not DejaVu."""
+    folder.mkdir()
+    system = find_font_files(None)
+    for f in system:
+        (folder / f.name).symlink_to(f)
+    sans = next(f for f in system if f.stem == "DejaVuSans")
+    for extra in ("Aaa-Regular.ttf", "Zzz-Regular.ttf"):  # sorted before and after DejaVu
+        (folder / extra).write_bytes(sans.read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("build", [fonts_splits, house_numbers_splits])
+def test_other_installed_typefaces_do_not_change_the_split(build, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    machine = _fonts_with_extras(tmp_path / "machine")
+    pinned = benchmark_font_dir(tmp_path / "pinned", search_in=str(machine))
+    assert sorted(f.stem for f in pinned.iterdir()) == sorted(BENCHMARK_TYPEFACES)
+    default, with_extras = build(split=SMALL), build(split=SMALL, font_dir=str(pinned))
+    assert default.describe() == with_extras.describe()
+    assert torch.equal(default.test.images, with_extras.test.images)
+    # What the pinning prevents: drawing on every font found changes the typefaces of the split.
+    unpinned = build(split=SMALL, font_dir=str(machine))
+    assert unpinned.describe() != default.describe()
+
+
+def test_missing_benchmark_typefaces_are_named(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"DejaVuSans-Bold.*fonts-dejavu-core"):
+        benchmark_font_dir(tmp_path / "pinned", search_in=str(tmp_path))
 
 
 def test_house_numbers_are_colour_digits_grouped_by_typeface() -> None:
