@@ -82,16 +82,13 @@ def benchmark_font_dir(into: str | Path, search_in: str | None = None) -> Path:
     return folder
 
 
-#: The folders of `_system_benchmark_fonts`, removed when the process exits.
-_FONT_FOLDERS: list[tempfile.TemporaryDirectory[str]] = []
-
-
 @functools.cache
-def _system_benchmark_fonts() -> str:
-    """A folder of links to the machine's benchmark typefaces, for this process's lifetime."""
+def _system_benchmark_fonts() -> tempfile.TemporaryDirectory[str]:
+    """A folder of links to the machine's benchmark typefaces; the cache keeps it for the
+    process's lifetime, and it is removed at exit."""
     folder = tempfile.TemporaryDirectory(prefix="augsearch-benchmark-fonts-")
-    _FONT_FOLDERS.append(folder)
-    return str(benchmark_font_dir(folder.name))
+    benchmark_font_dir(folder.name)
+    return folder
 
 
 @dataclass(frozen=True)
@@ -224,7 +221,7 @@ def fonts_splits(
     """
     spec = TypeAdapter(DatasetSpec).validate_python(
         {"source": "fonts", "characters": characters, "per_font": split.rendered_per_font,
-         "seed": seed, "path": font_dir or _system_benchmark_fonts()}
+         "seed": seed, "path": font_dir or _system_benchmark_fonts().name}
     )  # fmt: skip
     return _by_typeface("fonts", load_dataset(spec), split, seed)
 
@@ -243,7 +240,7 @@ def house_numbers_splits(
         seed: seeds the rendering and the choice of typefaces.
         font_dir: the typefaces to draw on (`BENCHMARK_TYPEFACES` of the machine when None).
     """
-    font_dir = font_dir or _system_benchmark_fonts()
+    font_dir = font_dir or _system_benchmark_fonts().name
     ds = render_house_numbers(split.rendered_per_font, seed=seed, font_dir=font_dir)
     return _by_typeface("house-numbers", ds, split, seed)
 
