@@ -29,8 +29,9 @@ from search import lifecycle
 from search.checkpoints import ModelCard, build_model_from_card, load_checkpoint
 from search.compress.build import make_variant
 from search.compress.queue import DEFAULT_SPARSITY, JOB_ATTR, JOBS_STUDY, CompressionJob
-from search.objective import SearchData, TrialStopped, set_user_attrs
+from search.objective import TrialStopped, set_user_attrs
 from search.spec import SearchSpec
+from search.splits import SearchData
 from search.storage import RetryStaleTrial, fail_stale_trials, has_heartbeat, lease
 
 MEDIA_TYPES = {"onnx": "application/onnx", "int8": "application/onnx",

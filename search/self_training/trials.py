@@ -32,10 +32,11 @@ from search.checkpoints import CheckpointError, ModelCard, save_checkpoint, save
 from search.datasets import load_dataset
 from search.datasets.unlabelled import load_unlabelled
 from search.final_pick import VAL_LOSS_ATTR
-from search.objective import SearchData, TrialStopped, set_user_attrs, split_for_search
+from search.objective import TrialStopped, set_user_attrs
 from search.self_training import lifecycle
 from search.self_training.spec import SelfTrainingJob
 from search.self_training.steps import StepOutcome, step_record, train_step
+from search.splits import SearchData, split_for_search
 from search.storage import RetryStaleTrial, fail_stale_trials
 
 #: Trial attr holding the artifact id of a step's predictions on the unlabelled images.

@@ -27,8 +27,8 @@ from search.datasets import (
     load_dataset,
     parse_dataset_spec,
 )
-from search.objective import SearchData, split_for_search
 from search.spec import SearchSpec
+from search.splits import SearchData, split_for_search
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "specs"
 
