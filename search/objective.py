@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, cast
 
 import optuna
+import torch
 from optuna.artifacts._protocol import ArtifactStore
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
@@ -235,7 +236,9 @@ class Objective:
         scores = role == "search" and not strategy.trains_in_search
         train_set = data.final_train if role == "final" else data.search_train
         recipe = _recipe(spec.final if role == "final" else spec.recipe, overrides)
-        recipe = recipe.for_size(len(train_set))
+        recipe = recipe.for_size(
+            len(train_set), accelerator=torch.device(self.device).type != "cpu"
+        )
         if role != "final":
             recipe = recipe.with_proxy_validation()
         if not scores:

@@ -7,7 +7,7 @@ number is bounded.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,6 +15,7 @@ from ops.policy import Policy
 from search.datasets.spec import AnyDatasetSpec
 from search.text.trainer import TextRecipe
 from search.trainer import TrainerRecipe
+from search.training.recipe import MAX_AUTO_BATCH
 
 StrategyName = Literal[
     "autoaugment", "randaugment", "trivialaugment", "none", "fast-autoaugment", "eda"
@@ -61,6 +62,9 @@ FINAL_EPOCHS_FACTOR = 3
 #: The final recipe's architecture, unless given or the trial recipe's is a timm one: a timm
 #: ResNet, so that the served checkpoint loads with timm alone (docs/search.md).
 DEFAULT_FINAL_ARCH = "timm:resnet18"
+#: The final recipe's cap of a derived batch size, unless given: the proxies' small-batch cap
+#: (`PROXY_MAX_AUTO_BATCH`) is for ranking cheaply, not for the model a user keeps.
+DEFAULT_FINAL_MAX_AUTO_BATCH = MAX_AUTO_BATCH
 # A NaN fails every bound with a misleading message ("less than or equal to 10"): refuse it,
 # and the infinities, as what they are.
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -277,10 +281,13 @@ class SearchSpec(BaseModel):
 
     @field_validator("final_recipe", mode="before")
     @classmethod
-    def _final_arch(cls, value: object) -> object:
-        # A final recipe given without an arch still trains the default timm final model.
-        if isinstance(value, dict) and "arch" not in value:
-            return {**value, "arch": DEFAULT_FINAL_ARCH}
+    def _final_defaults(cls, value: object) -> object:
+        # A final recipe given without an arch still trains the default timm final model, and
+        # without a batch cap the final's (a stored final recipe from before the cap existed
+        # resolves as it did).
+        if isinstance(value, dict):
+            defaults = {"arch": DEFAULT_FINAL_ARCH, "max_auto_batch": DEFAULT_FINAL_MAX_AUTO_BATCH}
+            return {**defaults, **value}
         return value
 
     @model_validator(mode="after")
@@ -314,8 +321,11 @@ class SearchSpec(BaseModel):
             )
         if self.final_recipe is None:
             final = self.recipe.scaled(FINAL_EPOCHS_FACTOR)
+            cap = max(final.batch_cap(accelerator=True), DEFAULT_FINAL_MAX_AUTO_BATCH)
+            update: dict[str, Any] = {"max_auto_batch": cap}
             if not final.arch.startswith("timm:"):
-                final = final.model_copy(update={"arch": DEFAULT_FINAL_ARCH})
+                update["arch"] = DEFAULT_FINAL_ARCH
+            final = final.model_copy(update=update)
             object.__setattr__(self, "final_recipe", final)
         if self.final_pick.size == 0:
             raise ValueError("final_pick must retrain at least one candidate or preset")

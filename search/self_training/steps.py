@@ -109,9 +109,13 @@ def train_step(
         if recipe.batch_size is None and recipe.epochs is None:
             # The teacher's batch size and step count: one student costs about one teacher
             # training (times ``length_factor``), however many images were pseudo-labelled.
-            batch = job.teacher_recipe().for_size(len(labelled)).batch_size
+            batch = (
+                job.teacher_recipe()
+                .for_size(len(labelled), accelerator=torch.device(device).type != "cpu")
+                .batch_size
+            )
             recipe = recipe.model_copy(update={"batch_size": batch})
-    recipe = recipe.for_size(len(train_set))
+    recipe = recipe.for_size(len(train_set), accelerator=torch.device(device).type != "cpu")
     result = train(
         recipe,
         policy,

@@ -377,7 +377,7 @@ def train(
         _check_soft_targets(soft_targets, train_set, recipe)
     if recipe.train_subset is not None and recipe.train_subset < len(train_set):
         train_set = stratified_subset(train_set, recipe.train_subset, seed)
-    recipe = recipe.for_size(len(train_set))
+    recipe = recipe.for_size(len(train_set), accelerator=dev.type != "cpu")
     started = time.perf_counter()
     # Validation images move to the device once, not at every epoch.
     val_set = dataclasses.replace(
